@@ -1,0 +1,356 @@
+"""The ``Ledger`` application: one write path, ``submit(envelope) -> Receipt``.
+
+submit: (1) parse the envelope and check the payload's canonical form, (2) find
+the signer's key and check the signature, (3) check the signer's key and
+mandate in force (``registry.authorise``), (4) apply the statement to its
+aggregate, enforcing the domain's invariants, (5) save the statement's record
+and every changed aggregate in one transaction, (6) integrate it into the
+Merkle log and return its receipt. Nothing is written unless all of 1–4 pass.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid5
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
+
+from ledger import custody, registry
+from ledger.commitments import Commitment, Pledge, handle_commitment, handle_pledge
+from ledger.custody import Consignment
+from ledger.envelope import Envelope, decode_statement, parse_envelope, verify_signature
+from ledger.errors import ConcurrentUpdate, DuplicateStatementId, GenesisViolation, NotFound, Refusal
+from ledger.log import IntegrityLog, Receipt
+from ledger.registry import NAMESPACE, Actor, GenesisRegistrar
+from ledger.statements import Statement, format_time, is_registry
+from ledger.storage import Backend, LogStore
+
+SUBMIT_ATTEMPTS = 5
+
+
+def record_uuid(statement_id: str) -> UUID:
+    return uuid5(NAMESPACE, "statement:" + statement_id)
+
+
+class Record(Aggregate):
+    """An accepted statement: its envelope exactly as signed, when the ledger
+    recorded it, and the key and mandate that authorised it. One per statement id."""
+
+    @staticmethod
+    def create_id(statement_id: str, **_: Any) -> UUID:
+        return record_uuid(statement_id)
+
+    @event("Accepted")
+    def __init__(
+        self, statement_id: str, envelope: dict[str, Any], digest: str, recorded_at: str,
+        type: str, actor: str, subject: str, keyid: str, mandate_id: str | None,
+    ) -> None:  # fmt: skip
+        self.statement_id = statement_id
+        self.envelope = envelope
+        self.digest = digest
+        self.recorded_at = recorded_at
+        self.type = type
+        self.actor = actor
+        self.subject = subject
+        self.keyid = keyid
+        self.mandate_id = mandate_id
+
+
+class KeyOwner(Aggregate):
+    """Index: which actor a key id belongs to. Its creation enforces one owner per key."""
+
+    @staticmethod
+    def create_id(keyid: str, **_: Any) -> UUID:
+        return uuid5(NAMESPACE, "key:" + keyid)
+
+    @event("Claimed")
+    def __init__(self, keyid: str, actor_id: str) -> None:
+        self.keyid = keyid
+        self.actor_id = actor_id
+
+
+class Office(Aggregate):
+    """Index: who has held a single-holder office (role, jurisdiction)."""
+
+    @staticmethod
+    def create_id(role: str, jurisdiction: str, **_: Any) -> UUID:
+        return uuid5(NAMESPACE, f"office:{role}:{jurisdiction}")
+
+    @event("Opened")
+    def __init__(self, role: str, jurisdiction: str) -> None:
+        self.role = role
+        self.jurisdiction = jurisdiction
+        self.holders: list[tuple[str, str]] = []
+
+    @event("HolderAdded")
+    def add_holder(self, actor_id: str, mandate_id: str) -> None:
+        self.holders.append((actor_id, mandate_id))
+
+
+RECORD_TOPIC = get_topic(Record.Accepted)
+
+
+class UnitOfWork:
+    """The aggregates one submit reads and changes; saved together or not at all."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.loaded: dict[UUID, Aggregate | None] = {}
+        self.changed: dict[UUID, Aggregate] = {}
+
+    def get(self, aggregate_id: UUID) -> Any:
+        if aggregate_id not in self.loaded:
+            try:
+                self.loaded[aggregate_id] = self.ledger.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                self.loaded[aggregate_id] = None
+        return self.loaded[aggregate_id]
+
+    def put(self, aggregate: Aggregate) -> None:
+        self.loaded[aggregate.id] = aggregate
+        self.changed[aggregate.id] = aggregate
+
+    # RegistryView and custody.Lookup
+    def actor(self, actor_id: str) -> Actor | None:
+        return self.get(registry.actor_uuid(actor_id))
+
+    def key_owner(self, keyid: str) -> str | None:
+        owner = self.get(KeyOwner.create_id(keyid))
+        return owner.actor_id if owner else None
+
+    def office_holders(self, role: str, jurisdiction: str) -> list[tuple[str, dict[str, Any]]]:
+        office = self.get(Office.create_id(role, jurisdiction))
+        if office is None:
+            return []
+        holders = []
+        for actor_id, mandate_id in office.holders:
+            actor = self.actor(actor_id)
+            if actor is not None and mandate_id in actor.mandates:
+                holders.append((actor_id, actor.mandates[mandate_id]))
+        return holders
+
+    def consignment(self, consignment_id: str) -> Consignment | None:
+        return self.get(custody.consignment_uuid(consignment_id))
+
+    def put_actor(self, actor: Actor) -> None:
+        """Save ``actor`` with the indexes its keys and offices need."""
+        self.put(actor)
+        for keyid in actor.keys:
+            if self.key_owner(keyid) is None:
+                self.put(KeyOwner(keyid=keyid, actor_id=actor.actor_id))
+        for mandate in actor.mandates.values():
+            if mandate["role"] not in registry.SINGLE_HOLDER_ROLES:
+                continue
+            office = self.get(Office.create_id(mandate["role"], mandate["jurisdiction"]))
+            if office is None:
+                office = Office(role=mandate["role"], jurisdiction=mandate["jurisdiction"])
+            if (actor.actor_id, mandate["id"]) not in office.holders:
+                office.add_holder(actor_id=actor.actor_id, mandate_id=mandate["id"])
+                self.put(office)
+
+
+class Ledger(Application):
+    """The Saksi ledger. Construct with ``Ledger.open(...)`` or directly.
+
+    ``database_url``: ``sqlite:///PATH``, ``postgresql://…`` or ``memory:``.
+    ``genesis``: the registrars fixed when the ledger was created.
+    ``log_key``: the log's Ed25519 key (None for a read-only process).
+    ``clock``: the ledger's clock for ``recorded_at`` (UTC now by default).
+    """
+
+    name = "saksi"
+
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        origin: str,
+        genesis: Sequence[GenesisRegistrar],
+        log_key: Ed25519PrivateKey | None,
+        checkpoint_file: Path | None = None,
+        clock: Callable[[], datetime] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        backend = Backend.parse(database_url)
+        environment = {
+            **backend.environment(),
+            "AGGREGATE_CACHE_MAXSIZE": "20000",
+            **(env or {}),
+        }
+        super().__init__(environment)
+        self.backend = backend
+        self.genesis = tuple(genesis)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._lock = threading.RLock()
+        if backend.kind == "memory":
+            store = LogStore.in_memory()
+        else:
+            store = LogStore(self.recorder.datastore, dialect=backend.kind)  # type: ignore[attr-defined]
+        store.create_tables()
+        self.tlog = IntegrityLog(
+            store, origin=origin, key=log_key, records=self._records,
+            envelope_of=self._envelope_of, checkpoint_file=checkpoint_file,
+        )  # fmt: skip
+        self.tlog.integrate()
+        self.tlog.check_rollback()
+        self._genesis_done = False
+
+    # ---------------------------------------------------------------- the write path
+
+    def submit(self, envelope: Envelope | bytes | str | dict[str, Any]) -> Receipt:
+        """Record one signed statement; returns its receipt (the first receipt again
+        for an envelope recorded before). Raises a ``Refusal`` and records nothing."""
+        return self._submit_many([envelope], strict=True)[0]  # type: ignore[return-value]
+
+    def submit_batch(
+        self, envelopes: Iterable[Envelope | bytes | str | dict[str, Any]]
+    ) -> list[Receipt | Refusal]:
+        """Record each envelope independently, in order: each result is a Receipt or
+        the Refusal for that item. Accepted items are durable whatever the others do."""
+        return self._submit_many(list(envelopes), strict=False)
+
+    def _submit_many(self, envelopes: list[Any], *, strict: bool) -> list[Receipt | Refusal]:
+        accepted: list[tuple[int, str, str, bool]] = []  # (position, record id, digest, dup)
+        results: list[Receipt | Refusal | None] = [None] * len(envelopes)
+        with self._lock:
+            for position, item in enumerate(envelopes):
+                try:
+                    envelope = item if isinstance(item, Envelope) else parse_envelope(item)
+                    statement = decode_statement(envelope)
+                    record_id, duplicate = self._accept(envelope, statement)
+                except Refusal as refusal:
+                    if strict:
+                        raise
+                    results[position] = refusal
+                    continue
+                accepted.append((position, record_id, statement.digest, duplicate))
+            if accepted:
+                self.tlog.integrate()
+                self.tlog.publish()
+            for position, record_id, digest, duplicate in accepted:
+                index = self.tlog.store.index_of(record_id)
+                assert index is not None, "an accepted statement is integrated before submit returns"
+                results[position] = self.tlog.receipt(index, digest=digest, duplicate=duplicate)
+        return results  # type: ignore[return-value]
+
+    def _accept(self, envelope: Envelope, statement: Statement) -> tuple[str, bool]:
+        """Check and save one statement; returns (record id, was it a duplicate)."""
+        for _ in range(SUBMIT_ATTEMPTS):
+            work = UnitOfWork(self)
+            existing = work.get(record_uuid(statement.id))
+            if existing is not None:
+                if existing.envelope == envelope.to_json():
+                    return str(existing.id), True
+                raise DuplicateStatementId(
+                    f"statement id {statement.id!r} is already used by another statement "
+                    f"({existing.digest})",
+                    statement_id=statement.id,
+                )
+            at = self._now()
+            mandate = self._authorise(work, envelope, statement, at)
+            self._apply(work, statement, mandate, at)
+            record = Record(
+                statement_id=statement.id, envelope=envelope.to_json(), digest=statement.digest,
+                recorded_at=at, type=statement.type, actor=statement.actor,
+                subject=statement.subject, keyid=envelope.keyid,
+                mandate_id=mandate["id"] if mandate else None,
+            )  # fmt: skip
+            try:
+                self.save(record, *work.changed.values())
+            except IntegrityError:
+                continue  # another writer changed one of these aggregates: decide again
+            return str(record.id), False
+        raise ConcurrentUpdate(
+            f"statement {statement.id!r} kept conflicting with concurrent writes; submit it again"
+        )
+
+    def _now(self) -> str:
+        return format_time(self.clock())
+
+    def _authorise(
+        self, work: UnitOfWork, envelope: Envelope, statement: Statement, at: str
+    ) -> dict[str, Any] | None:
+        pending = self._pending_genesis(work)
+        if pending:
+            match = next((g for g in pending if g.actor == statement.actor), pending[0])
+            public_key = registry.check_genesis(statement, envelope.keyid, match)
+            verify_signature(envelope, public_key)
+            return next(
+                m for m in statement.body.model_dump()["mandates"]  # type: ignore[attr-defined]
+                if m["role"] == "registrar" and m["jurisdiction"] == "ID"
+            )
+        authorisation = registry.authorise(work, statement, envelope.keyid, at)
+        verify_signature(envelope, authorisation.public_key)
+        return authorisation.mandate
+
+    def _pending_genesis(self, work: UnitOfWork) -> list[GenesisRegistrar]:
+        if self._genesis_done:
+            return []
+        pending = [g for g in self.genesis if work.actor(g.actor) is None]
+        if not self.genesis:
+            raise GenesisViolation("this ledger has no genesis registrars configured")
+        self._genesis_done = not pending
+        return pending
+
+    def _apply(
+        self, work: UnitOfWork, statement: Statement, mandate: dict[str, Any] | None, at: str
+    ) -> None:
+        kind = statement.type.split(".")[0]
+        if is_registry(statement.type):
+            work.put_actor(registry.apply_registry(work, statement, at))
+        elif kind == "logistics":
+            work.put(custody.handle(statement, mandate, at, work))
+        elif kind == "commitment":
+            existing = work.get(Commitment.create_id(statement.subject))
+            work.put(handle_commitment(statement, existing, at))
+        else:
+            existing = work.get(Pledge.create_id(statement.subject))
+            work.put(handle_pledge(statement, mandate, existing, at))
+
+    # ---------------------------------------------------------------- the log's sources
+
+    def _records(self, after: int, limit: int) -> list[tuple[int, str, str, dict[str, Any]]]:
+        notifications = self.recorder.select_notifications(
+            start=after, limit=limit, topics=[RECORD_TOPIC], inclusive_of_start=False
+        )
+        records = []
+        for notification in notifications:
+            accepted = self.mapper.to_domain_event(notification)
+            records.append(
+                (notification.id, str(accepted.originator_id), accepted.recorded_at, accepted.envelope)
+            )
+        return records
+
+    def _envelope_of(self, record_id: str) -> dict[str, Any]:
+        events = self.events.get(UUID(record_id), lte=1)
+        for accepted in events:
+            return accepted.envelope  # type: ignore[attr-defined, no-any-return]
+        raise NotFound(f"no record {record_id}")
+
+    # ---------------------------------------------------------------- queries
+
+    def record(self, statement_id: str) -> Record:
+        try:
+            return self.repository.get(record_uuid(statement_id))  # type: ignore[return-value]
+        except AggregateNotFoundError:
+            raise NotFound(f"no statement {statement_id!r}") from None
+
+    def actor(self, actor_id: str) -> Actor:
+        try:
+            return self.repository.get(registry.actor_uuid(actor_id))  # type: ignore[return-value]
+        except AggregateNotFoundError:
+            raise NotFound(f"no actor {actor_id!r}") from None
+
+    def consignment(self, consignment_id: str) -> Consignment:
+        try:
+            return self.repository.get(custody.consignment_uuid(consignment_id))  # type: ignore[return-value]
+        except AggregateNotFoundError:
+            raise NotFound(f"no consignment {consignment_id!r}") from None

@@ -1,0 +1,118 @@
+"""RFC 8785 (JCS) canonical JSON, and the strict parser every input goes through.
+
+SPEC §1: numbers are integers in [-(2^53-1), 2^53-1], floats are refused, and
+every object is closed. The parser below refuses what JSON allows but we do
+not: duplicate keys, floats, exponents, NaN/Infinity, out-of-range integers,
+invalid UTF-8 and nesting deeper than ``MAX_DEPTH``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import rfc8785
+
+MAX_SAFE_INTEGER = 2**53 - 1
+MAX_DEPTH = 32
+
+
+class JSONRefused(ValueError):
+    """The input is not JSON we accept; the message says why."""
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """The RFC 8785 canonical bytes of ``value``.
+
+    Raises JSONRefused for values JCS cannot represent (floats we refuse,
+    integers beyond ±(2^53-1), non-string keys).
+    """
+    _check_value(value, 0)
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as error:
+        raise JSONRefused(f"cannot canonicalise: {error}") from None
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise JSONRefused(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _int(text: str) -> int:
+    value = int(text)
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise JSONRefused(f"integer {text[:24]} is outside ±(2^53-1)")
+    return value
+
+
+def _float(text: str) -> Any:
+    raise JSONRefused(f"number {text[:24]} is not an integer (floats are refused)")
+
+
+def _constant(text: str) -> Any:
+    raise JSONRefused(f"{text} is not JSON")
+
+
+def strict_loads(data: bytes | str) -> Any:
+    """Parse JSON strictly (see the module docstring). Raises JSONRefused."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise JSONRefused(f"invalid UTF-8 at byte {error.start}") from None
+    if data.startswith("\ufeff"):
+        raise JSONRefused("a byte-order mark is not allowed")
+    try:
+        value = json.loads(
+            data,
+            object_pairs_hook=_pairs,
+            parse_int=_int,
+            parse_float=_float,
+            parse_constant=_constant,
+        )
+    except RecursionError:
+        raise JSONRefused(f"nesting deeper than {MAX_DEPTH}") from None
+    except json.JSONDecodeError as error:
+        raise JSONRefused(f"not JSON: {error.msg} at position {error.pos}") from None
+    _check_value(value, 0)
+    return value
+
+
+def _check_value(value: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise JSONRefused(f"nesting deeper than {MAX_DEPTH}")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        if isinstance(value, str):
+            _check_text(value)
+        return
+    if isinstance(value, int):
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise JSONRefused("integer outside ±(2^53-1)")
+        return
+    if isinstance(value, float):
+        raise JSONRefused("floats are refused")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise JSONRefused("object keys must be strings")
+            _check_text(key)
+            _check_value(item, depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for item in value:
+            _check_value(item, depth + 1)
+        return
+    raise JSONRefused(f"{type(value).__name__} is not a JSON value")
+
+
+def _check_text(text: str) -> None:
+    # Lone surrogates (from "\ud800" escapes) are not Unicode text and have no UTF-8 form.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise JSONRefused("a string holds a lone surrogate") from None

@@ -1,0 +1,249 @@
+"""Where a ledger keeps its data: the eventsourcing environment for each backend,
+and the log's own tables (entries, Merkle nodes, tracking, checkpoints,
+cosignatures) in the same database as the events.
+
+Backends, chosen by a database URL:
+
+- ``sqlite:///PATH`` (the default, a file under ``SAKSI_HOME``),
+- ``postgresql://USER@HOST:PORT/DB`` (eventsourcing's postgres module),
+- ``memory:`` (eventsourcing's POPO recorders; the log tables then live in a
+  private in-memory SQLite database) for fast unit tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from eventsourcing.sqlite import SQLiteDatastore
+
+_memory_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A parsed database URL."""
+
+    kind: str  # "sqlite", "postgres" or "memory"
+    url: str
+    path: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> Backend:
+        """Raises ValueError for a URL Saksi cannot use."""
+        if url in ("memory:", "popo:"):
+            return cls("memory", url)
+        if url.startswith("sqlite:///"):
+            return cls("sqlite", url, path=url.removeprefix("sqlite:///") or None)
+        if url.startswith(("postgresql://", "postgres://")):
+            return cls("postgres", url)
+        raise ValueError(f"unsupported database URL {url!r} (sqlite:///PATH, postgresql://…)")
+
+    def environment(self) -> dict[str, str]:
+        """The eventsourcing environment for this backend."""
+        if self.kind == "memory":
+            return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+        if self.kind == "sqlite":
+            assert self.path
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": self.path,
+                "SQLITE_LOCK_TIMEOUT": "30",
+            }
+        parts = urlsplit(self.url)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": parts.path.lstrip("/") or "postgres",
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_POOL_SIZE": "4",
+            "POSTGRES_MAX_OVERFLOW": "8",
+            "POSTGRES_LOCK_TIMEOUT": "10",
+        }
+
+
+class LogStore:
+    """The log's tables, in the database that holds the events.
+
+    All writes of one integration step (entries, nodes and the tracking row)
+    happen in one transaction; the tracking row is updated with a compare-and-set,
+    so two integrators racing on one database can never both commit a step.
+    """
+
+    def __init__(self, datastore: Any, *, dialect: str, prefix: str = "saksi") -> None:
+        self.datastore = datastore
+        self.dialect = dialect
+        self.p = "?" if dialect == "sqlite" else "%s"
+        blob = "BLOB" if dialect == "sqlite" else "BYTEA"
+        big = "INTEGER" if dialect == "sqlite" else "BIGINT"
+        self.t = {name: f"{prefix}_{name}" for name in ("entries", "nodes", "tracking", "checkpoints", "cosignatures")}
+        self.ddl = [
+            f"CREATE TABLE IF NOT EXISTS {self.t['entries']} (idx {big} PRIMARY KEY, "
+            f"notification_id {big} NOT NULL UNIQUE, record_id TEXT NOT NULL UNIQUE, "
+            "recorded_at TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {self.t['nodes']} (level INTEGER NOT NULL, "
+            f"idx {big} NOT NULL, hash {blob} NOT NULL, PRIMARY KEY (level, idx))",
+            f"CREATE TABLE IF NOT EXISTS {self.t['tracking']} (id INTEGER PRIMARY KEY, "
+            f"notification_id {big} NOT NULL, size {big} NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {self.t['checkpoints']} (size {big} PRIMARY KEY, "
+            f"root {blob} NOT NULL, note TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {self.t['cosignatures']} (size {big} NOT NULL, "
+            f"witness TEXT NOT NULL, ts {big} NOT NULL, line TEXT NOT NULL, "
+            "PRIMARY KEY (size, witness))",
+        ]
+
+    @classmethod
+    def in_memory(cls) -> LogStore:
+        name = f"file:saksi-log-{next(_memory_counter)}?mode=memory&cache=shared"
+        return cls(SQLiteDatastore(name), dialect="sqlite")
+
+    def create_tables(self) -> None:
+        with self.transaction() as c:
+            for statement in self.ddl:
+                c.execute(statement)
+            c.execute(f"SELECT COUNT(*) AS n FROM {self.t['tracking']}")
+            if c.fetchone()["n"] == 0:
+                c.execute(f"INSERT INTO {self.t['tracking']} VALUES (0, 0, 0)")
+
+    @contextmanager
+    def transaction(self, *, commit: bool = True) -> Iterator[Any]:
+        with self.datastore.transaction(commit=commit) as cursor:
+            yield cursor
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self.transaction(commit=False) as c:
+            c.execute(sql.replace("?", self.p), params)
+            return c.fetchone()
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self.transaction(commit=False) as c:
+            c.execute(sql.replace("?", self.p), params)
+            return c.fetchall()
+
+    # ---------------------------------------------------------------- reads
+
+    def tracking(self) -> tuple[int, int]:
+        """(last integrated notification id, log size); (0, 0) when nothing is integrated."""
+        row = self._one(f"SELECT notification_id, size FROM {self.t['tracking']} WHERE id = 0")
+        return (row["notification_id"], row["size"]) if row else (0, 0)
+
+    def read_nodes(self, ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The stored Merkle nodes among ``ids`` (one query)."""
+        if not ids:
+            return {}
+        found: dict[tuple[int, int], bytes] = {}
+        wanted = list(dict.fromkeys(ids))
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start : start + 400]
+            where = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
+            params = [v for pair in chunk for v in pair]
+            for row in self._all(f"SELECT level, idx, hash FROM {self.t['nodes']} WHERE {where}", params):
+                found[(row["level"], row["idx"])] = bytes(row["hash"])
+        return found
+
+    def entry(self, index: int) -> tuple[int, str, str] | None:
+        """(notification id, record id, recorded_at) of entry ``index``, or None."""
+        row = self._one(
+            f"SELECT notification_id, record_id, recorded_at FROM {self.t['entries']} WHERE idx = ?",
+            (index,),
+        )
+        return (row["notification_id"], row["record_id"], row["recorded_at"]) if row else None
+
+    def index_of(self, record_id: str) -> int | None:
+        row = self._one(f"SELECT idx FROM {self.t['entries']} WHERE record_id = ?", (record_id,))
+        return row["idx"] if row else None
+
+    def entries(self, start: int, end: int) -> list[tuple[int, int, str, str]]:
+        """[(index, notification id, record id, recorded_at)] for start <= index < end."""
+        rows = self._all(
+            f"SELECT idx, notification_id, record_id, recorded_at FROM {self.t['entries']} "
+            "WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, end),
+        )
+        return [(r["idx"], r["notification_id"], r["record_id"], r["recorded_at"]) for r in rows]
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        row = self._one(f"SELECT size, note FROM {self.t['checkpoints']} ORDER BY size DESC LIMIT 1")
+        return (row["size"], row["note"]) if row else None
+
+    def checkpoint(self, size: int) -> str | None:
+        row = self._one(f"SELECT note FROM {self.t['checkpoints']} WHERE size = ?", (size,))
+        return row["note"] if row else None
+
+    def checkpoints(self) -> list[tuple[int, bytes, str]]:
+        rows = self._all(f"SELECT size, root, note FROM {self.t['checkpoints']} ORDER BY size")
+        return [(r["size"], bytes(r["root"]), r["note"]) for r in rows]
+
+    def cosignatures(self, size: int) -> list[str]:
+        rows = self._all(
+            f"SELECT line FROM {self.t['cosignatures']} WHERE size = ? ORDER BY witness", (size,)
+        )
+        return [r["line"] for r in rows]
+
+    def last_cosignatures(self) -> list[tuple[str, int, int]]:
+        """[(witness, size, timestamp)] of each witness's latest cosignature."""
+        rows = self._all(
+            f"SELECT witness, MAX(size) AS size, MAX(ts) AS ts FROM {self.t['cosignatures']} "
+            "GROUP BY witness ORDER BY witness"
+        )
+        return [(r["witness"], r["size"], r["ts"]) for r in rows]
+
+    # ---------------------------------------------------------------- writes
+
+    def append(
+        self,
+        *,
+        expected: tuple[int, int],
+        position: int,
+        entries: Sequence[tuple[int, int, str, str]],
+        nodes: Sequence[tuple[tuple[int, int], bytes]],
+    ) -> bool:
+        """Append entries and their nodes and move tracking to ``position`` in one
+        transaction, if tracking still equals ``expected``. Returns False (writing
+        nothing) when another integrator moved first."""
+        old_position, old_size = expected
+        new_size = old_size + len(entries)
+        p = self.p
+        with self.transaction() as c:
+            c.execute(
+                f"UPDATE {self.t['tracking']} SET notification_id = {p}, size = {p} "
+                f"WHERE id = 0 AND notification_id = {p} AND size = {p}",
+                (position, new_size, old_position, old_size),
+            )
+            if getattr(c, "sqlite_cursor", c).rowcount != 1:
+                return False
+            if entries:
+                c.executemany(
+                    f"INSERT INTO {self.t['entries']} VALUES ({p}, {p}, {p}, {p})", list(entries)
+                )
+                c.executemany(
+                    f"INSERT INTO {self.t['nodes']} VALUES ({p}, {p}, {p})",
+                    [(level, idx, h) for (level, idx), h in nodes],
+                )
+        return True
+
+    def store_checkpoint(self, size: int, root: bytes, note: str) -> None:
+        p = self.p
+        with self.transaction() as c:
+            c.execute(
+                f"INSERT INTO {self.t['checkpoints']} VALUES ({p}, {p}, {p})", (size, root, note)
+            )
+
+    def store_cosignature(self, size: int, witness: str, timestamp: int, line: str) -> None:
+        """Store (or replace with a newer) cosignature of ``witness`` on checkpoint ``size``."""
+        p = self.p
+        with self.transaction() as c:
+            c.execute(
+                f"DELETE FROM {self.t['cosignatures']} WHERE size = {p} AND witness = {p}",
+                (size, witness),
+            )
+            c.execute(
+                f"INSERT INTO {self.t['cosignatures']} VALUES ({p}, {p}, {p}, {p})",
+                (size, witness, timestamp, line),
+            )
