@@ -23,7 +23,7 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
-from ledger import custody, registry
+from ledger import custody, notes, registry
 from ledger.commitments import Commitment, Pledge, handle_commitment, handle_pledge
 from ledger.custody import Consignment
 from ledger.envelope import Envelope, decode_statement, parse_envelope, verify_signature
@@ -31,6 +31,7 @@ from ledger.errors import ConcurrentUpdate, DuplicateStatementId, GenesisViolati
 from ledger.log import IntegrityLog, Receipt
 from ledger.registry import NAMESPACE, Actor, GenesisRegistrar
 from ledger.statements import Statement, format_time, is_registry
+from ledger.witness import check_cosignature
 from ledger.storage import Backend, LogStore
 
 SUBMIT_ATTEMPTS = 5
@@ -164,6 +165,7 @@ class Ledger(Application):
     ``genesis``: the registrars fixed when the ledger was created.
     ``log_key``: the log's Ed25519 key (None for a read-only process).
     ``clock``: the ledger's clock for ``recorded_at`` (UTC now by default).
+    ``audit``: open for ``ledger.audit`` only: integrate nothing, check nothing at start.
     """
 
     name = "saksi"
@@ -178,6 +180,7 @@ class Ledger(Application):
         checkpoint_file: Path | None = None,
         clock: Callable[[], datetime] | None = None,
         env: dict[str, str] | None = None,
+        audit: bool = False,
     ) -> None:
         backend = Backend.parse(database_url)
         environment = {
@@ -199,9 +202,10 @@ class Ledger(Application):
             store, origin=origin, key=log_key, records=self._records,
             envelope_of=self._envelope_of, checkpoint_file=checkpoint_file,
         )  # fmt: skip
-        self.tlog.integrate()
-        self.tlog.check_rollback()
         self._genesis_done = False
+        if not audit:  # an auditor looks at the database as it is and changes nothing
+            self.tlog.integrate()
+            self.tlog.check_rollback()
 
     # ---------------------------------------------------------------- the write path
 
@@ -314,6 +318,17 @@ class Ledger(Application):
         else:
             existing = work.get(Pledge.create_id(statement.subject))
             work.put(handle_pledge(statement, mandate, existing, at))
+
+    def add_cosignature(self, line: str, *, size: int | None = None) -> str:
+        """Verify a witness's cosignature line on the checkpoint of ``size`` (the
+        latest by default) against the registry (SPEC §6) and store it; returns the
+        cosigned checkpoint. Raises BadCosignature or NoteError; stores nothing then."""
+        with self._lock:
+            note = self.tlog.note(size) if size is not None else self.tlog.latest_note()
+            checkpoint = notes.parse_note(note).checkpoint
+            witness, timestamp = check_cosignature(UnitOfWork(self), line, note)
+            self.tlog.store.store_cosignature(checkpoint.size, witness, timestamp, line.rstrip("\n") + "\n")
+            return self.tlog.note(checkpoint.size)
 
     # ---------------------------------------------------------------- the log's sources
 

@@ -1,0 +1,319 @@
+"""The full audit of a ledger database (``saksi verify``) and the replay of log
+entries that audit bundles share with it.
+
+Checks, numbered as in SPEC §8 "Verifying a bundle":
+ 1. every envelope is in canonical form and its signature verifies;
+ 2. the registry, replayed from the registry entries in index order, shows each
+    signer's key in force and a mandate in force for the statement (genesis first);
+ 3. every leaf recomputed from the stored events equals the stored leaf, the
+    index is dense, and every stored Merkle node equals the recomputed one;
+ 4. every stored checkpoint (and the last-checkpoint file) is signed by the log
+    and commits to the recomputed root at its size;
+ 5. every stored cosignature verifies by a key of an actor holding a witness
+    mandate for ID at the cosignature's time.
+
+Memory stays bounded by the registry's size: entries are streamed in chunks, the
+tree is folded as a compact range, and signatures are checked in batches on a
+process pool (both cores).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ledger import merkle, notes, registry
+from ledger.application import RECORD_TOPIC, Ledger, record_uuid
+from ledger.envelope import PAYLOAD_TYPE, decode_statement, pae, parse_envelope
+from ledger.errors import AuditFailure, SaksiError
+from ledger.log import leaf_bytes
+from ledger.registry import GenesisRegistrar, MemoryRegistry
+from ledger.statements import is_registry
+from ledger.witness import check_cosignature
+
+CHUNK = 1000
+SIGNATURE_BATCH = 2000
+
+Progress = Callable[[int], None]  # called with the number of entries checked so far
+
+
+def _verify_batch(batch: list[tuple[int, bytes, bytes, bytes]]) -> int | None:
+    """Worker: the first index in ``batch`` whose signature fails, or None."""
+    for index, public_key, message, signature in batch:
+        try:
+            Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+        except (InvalidSignature, ValueError):
+            return index
+    return None
+
+
+class SignatureChecker:
+    """Verifies Ed25519 signatures in batches, on ``workers`` processes (0: inline)."""
+
+    def __init__(self, workers: int) -> None:
+        self.pool = ProcessPoolExecutor(workers) if workers > 0 else None
+        self.batch: list[tuple[int, bytes, bytes, bytes]] = []
+        self.pending: list[Future[int | None]] = []
+        self.failed: int | None = None
+
+    def add(self, index: int, public_key: bytes, message: bytes, signature: bytes) -> None:
+        self.batch.append((index, public_key, message, signature))
+        if len(self.batch) >= SIGNATURE_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self.batch = self.batch, []
+        if not batch:
+            return
+        if self.pool is None:
+            self._note(_verify_batch(batch))
+            return
+        self.pending.append(self.pool.submit(_verify_batch, batch))
+        while len(self.pending) > 4:  # bounded: memory does not grow with the log
+            self._note(self.pending.pop(0).result())
+
+    def _note(self, failed: int | None) -> None:
+        if failed is not None and (self.failed is None or failed < self.failed):
+            self.failed = failed
+
+    def finish(self) -> int | None:
+        """Wait for every batch; the first failing index, or None."""
+        self._flush()
+        for future in self.pending:
+            self._note(future.result())
+        self.pending = []
+        return self.failed
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+@dataclass
+class Replay:
+    """Replays log entries in index order: canonical form, genesis, registry, mandates
+    (checks 1–2). Signatures go to ``signatures``; call ``finish`` at the end."""
+
+    genesis: tuple[GenesisRegistrar, ...]
+    signatures: SignatureChecker
+    dense: bool = True  # False for a selective bundle: indexes ascend with gaps
+    registry: MemoryRegistry = field(default_factory=MemoryRegistry)
+    count: int = 0
+    last: int = -1
+
+    def entry(self, index: int, recorded_at: str, envelope_json: Any) -> Any:
+        """Check one entry; returns its statement. Raises AuditFailure naming ``index``."""
+        if index != self.count if self.dense else index <= self.last:
+            raise AuditFailure(index, f"expected entry {self.count if self.dense else '> ' + str(self.last)} here")
+        if not self.dense and index > self.last + 1 and self.last + 1 < len(self.genesis):
+            raise AuditFailure(self.last + 1, "a genesis registration is missing")
+        try:
+            envelope = parse_envelope(envelope_json)
+            statement = decode_statement(envelope)
+            if index < len(self.genesis):
+                public_key = registry.check_genesis(statement, envelope.keyid, self.genesis[index])
+            else:
+                public_key = registry.authorise(
+                    self.registry, statement, envelope.keyid, recorded_at
+                ).public_key
+            if is_registry(statement.type):
+                actor = registry.apply_registry(self.registry, statement, recorded_at)
+                actor.collect_events()
+                self.registry.put(actor)
+        except SaksiError as error:
+            raise AuditFailure(index, f"{error.code}: {error}") from None
+        self.signatures.add(index, public_key, pae(PAYLOAD_TYPE, envelope.payload), envelope.sig)
+        self.count += 1
+        self.last = index
+        return statement
+
+    def finish(self) -> None:
+        failed = self.signatures.finish()
+        if failed is not None:
+            raise AuditFailure(failed, "bad-signature: the envelope's signature does not verify")
+        if self.last + 1 < len(self.genesis):
+            raise AuditFailure(self.last + 1, "the log ends before every genesis registrar is registered")
+
+    def check_first_failure(self, error: AuditFailure) -> AuditFailure:
+        """The earliest failure: a signature failing before ``error.index`` wins."""
+        failed = self.signatures.finish()
+        if failed is not None and (error.index is None or failed < error.index):
+            return AuditFailure(failed, "bad-signature: the envelope's signature does not verify")
+        return error
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    size: int
+    root: bytes
+    checkpoints: int
+    cosignatures: int
+
+
+def _records(ledger: Ledger) -> Iterator[tuple[int, UUID, Any]]:
+    """(notification id, originator id, Accepted event) of every record, in order."""
+    position = 0
+    while True:
+        chunk = ledger.recorder.select_notifications(
+            start=position, limit=CHUNK, topics=[RECORD_TOPIC], inclusive_of_start=False
+        )
+        if not chunk:
+            return
+        for notification in chunk:
+            yield notification.id, notification.originator_id, notification
+        position = chunk[-1].id
+
+
+def _stored_entries(ledger: Ledger) -> Iterator[tuple[int, int, str, str]]:
+    start = 0
+    while True:
+        rows = ledger.tlog.store.entries(start, start + CHUNK)
+        yield from rows
+        if len(rows) < CHUNK:
+            return
+        start += CHUNK
+
+
+def audit_ledger(
+    ledger: Ledger,
+    *,
+    log_key: str,
+    checkpoint_file: Path | None = None,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> AuditReport:
+    """Audit ``ledger``'s database against the log's public key ``log_key`` (note
+    vkey). Returns a report when everything holds; raises AuditFailure naming the
+    first bad index otherwise (index None for a fault not tied to one entry)."""
+    store = ledger.tlog.store
+    checker = SignatureChecker(min(2, os.cpu_count() or 1) if workers is None else workers)
+    replay = Replay(ledger.genesis, checker)
+    checkpoints = {size: (root, note) for size, root, note in store.checkpoints()}
+    roots: dict[int, bytes] = {}
+    frontier = merkle.CompactRange()
+    _, tracked_size = store.tracking()
+    try:
+        entries = _stored_entries(ledger)
+        last_at = ""
+        for index, (notification_id, originator_id, notification) in enumerate(_records(ledger)):
+            stored = next(entries, None)
+            accepted = ledger.mapper.to_domain_event(notification)
+            envelope = getattr(accepted, "envelope", None)
+            recorded_at = getattr(accepted, "recorded_at", "")
+            if stored is None:
+                if index >= tracked_size:  # not integrated yet: check it all the same
+                    replay.entry(index, max(recorded_at, last_at), envelope)
+                    raise AuditFailure(index, "a recorded statement is not yet in the log")
+                raise AuditFailure(index, "the log's entry row is missing")
+            stored_index, stored_notification, record_id, entry_at = stored
+            if stored_index != index:
+                raise AuditFailure(index, f"the entry rows skip from {index} to {stored_index}")
+            if stored_notification != notification_id or record_id != str(originator_id):
+                raise AuditFailure(
+                    index, "the entry does not point at this statement's event: events were "
+                    "deleted, inserted or re-ordered",
+                )  # fmt: skip
+            try:
+                statement_id = decode_statement(parse_envelope(envelope)).id
+            except SaksiError as error:
+                raise AuditFailure(index, f"{error.code}: {error}") from None
+            if record_uuid(statement_id) != originator_id:
+                raise AuditFailure(index, "the event's originator id does not match its statement id")
+            if entry_at != max(recorded_at, last_at) or (last_at and entry_at < last_at):
+                raise AuditFailure(index, "recorded_at was altered or decreases along the index")
+            last_at = entry_at
+            replay.entry(index, entry_at, envelope)
+            data = leaf_bytes(index, entry_at, envelope)
+            new_nodes = frontier.append(merkle.leaf_hash(data))
+            _compare_nodes(store, index, new_nodes)
+            if frontier.size in checkpoints:
+                roots[frontier.size] = frontier.root()
+            if progress and frontier.size % CHUNK == 0:
+                progress(frontier.size)
+        extra = next(entries, None)
+        if extra is not None:
+            raise AuditFailure(extra[0], "the log has an entry whose statement event is gone")
+        if tracked_size != frontier.size:
+            raise AuditFailure(frontier.size, f"the tracking row claims {tracked_size} entries")
+        replay.finish()
+    except AuditFailure as failure:
+        raise replay.check_first_failure(failure) from None
+    finally:
+        checker.close()
+    if progress:
+        progress(frontier.size)
+    _check_checkpoints(checkpoints, roots, frontier.size, log_key, checkpoint_file, frontier.root())
+    cosignatures = _check_cosignatures(ledger, checkpoints, replay.registry)
+    return AuditReport(frontier.size, frontier.root(), len(checkpoints), cosignatures)
+
+
+def _compare_nodes(store: Any, index: int, nodes: list[tuple[tuple[int, int], bytes]]) -> None:
+    stored = store.read_nodes([node for node, _ in nodes])
+    for node, value in nodes:
+        if stored.get(node) != value:
+            what = "leaf" if node[0] == 0 else f"Merkle node {node}"
+            raise AuditFailure(index, f"the stored {what} does not match the recomputed one")
+
+
+def _check_checkpoints(
+    checkpoints: dict[int, tuple[bytes, str]], roots: dict[int, bytes], size: int,
+    log_key: str, checkpoint_file: Path | None, root: bytes,
+) -> None:  # fmt: skip
+    for cp_size, (stored_root, note) in sorted(checkpoints.items()):
+        try:
+            checkpoint = notes.verify_checkpoint(note, log_key=log_key).checkpoint
+        except SaksiError as error:
+            raise AuditFailure(None, f"checkpoint of size {cp_size}: {error}") from None
+        if cp_size > size:
+            raise AuditFailure(size, f"a checkpoint of size {cp_size} exists but the log has {size} entries: truncated")
+        if checkpoint.size != cp_size or checkpoint.root != stored_root or roots.get(cp_size) != checkpoint.root:
+            raise AuditFailure(cp_size - 1 if cp_size else None,
+                               f"the checkpoint of size {cp_size} does not match the recomputed tree")  # fmt: skip
+    if checkpoint_file is not None and checkpoint_file.exists():
+        try:
+            signed = notes.verify_checkpoint(checkpoint_file.read_text("utf-8"), log_key=log_key).checkpoint
+        except SaksiError as error:
+            raise AuditFailure(None, f"{checkpoint_file}: {error}") from None
+        if signed.size > size:
+            raise AuditFailure(size, f"the log signed a checkpoint of size {signed.size} ({checkpoint_file}) "
+                                     f"but the database has {size} entries: rolled back or truncated")  # fmt: skip
+        expected = roots.get(signed.size) if signed.size != size else root
+        if signed.size not in checkpoints and signed.size != size:
+            expected = None  # not a stored size: covered by the stored checkpoints' check
+        if expected is not None and expected != signed.root:
+            raise AuditFailure(signed.size - 1, f"{checkpoint_file} does not match the database's tree")
+
+
+def _check_cosignatures(
+    ledger: Ledger, checkpoints: dict[int, tuple[bytes, str]], replayed: MemoryRegistry
+) -> int:
+    count = 0
+    for size in sorted(checkpoints):
+        for line in ledger.tlog.store.cosignatures(size):
+            try:
+                check_cosignature(replayed, line, checkpoints[size][1])
+            except SaksiError as error:
+                raise AuditFailure(None, f"cosignature on checkpoint {size}: {error}") from None
+            count += 1
+    return count
+
+
+def iter_entries(ledger: Ledger, start: int = 0, end: int | None = None) -> Iterable[dict[str, Any]]:
+    """The log entries (SPEC §3) in [start, end), streamed."""
+    end = ledger.tlog.size if end is None else end
+    position = start
+    while position < end:
+        rows = ledger.tlog.store.entries(position, min(end, position + CHUNK))
+        if not rows:
+            return
+        for index, _, record_id, recorded_at in rows:
+            yield {"index": index, "recorded_at": recorded_at, "envelope": ledger._envelope_of(record_id)}
+        position = rows[-1][0] + 1

@@ -1,0 +1,107 @@
+"""Witnesses (SPEC §6): the ledger's check of a cosignature, and the witness's own
+side (``saksi witness``), which keeps its last-seen checkpoint on disk and never
+cosigns a checkpoint inconsistent with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger import merkle, notes
+from ledger.envelope import b64, decode_b64, raw_public_key
+from ledger.errors import BadCosignature, InconsistentCheckpoint, SaksiError
+from ledger.registry import RegistryView
+from ledger.statements import format_time
+
+
+def witness_vkey(name: str, key: Ed25519PrivateKey | bytes) -> str:
+    """The witness's cosignature verifier key (type 0x04), named by its actor id."""
+    raw = key if isinstance(key, bytes) else raw_public_key(key)
+    return notes.format_vkey(name, raw, notes.COSIGNATURE_KEY_TYPE)
+
+
+def check_cosignature(view: RegistryView, line: str, note: str) -> tuple[str, int]:
+    """Check one cosignature line on checkpoint ``note`` against the registry (SPEC §6):
+    by a key of a registered actor that holds a witness mandate for ID at the
+    cosignature's time. Returns (witness actor id, timestamp). Raises BadCosignature."""
+    checkpoint = notes.parse_note(note).checkpoint
+    name = line.removeprefix("— ").split(" ", 1)[0]
+    actor = view.actor(name)
+    if actor is None:
+        raise BadCosignature(f"cosignature by {name!r}, which is not a registered actor")
+    for entry in actor.keys.values():
+        try:
+            timestamp = notes.verify_cosignature_line(
+                line, checkpoint, witness_vkey(name, decode_b64(entry["key"]))
+            )
+        except SaksiError:
+            continue
+        at = format_time(datetime.fromtimestamp(timestamp, UTC))
+        if entry["revoked_at"] is not None and entry["revoked_at"] <= at:
+            raise BadCosignature(f"the key {name!r} cosigned with was revoked at {entry['revoked_at']}")
+        if not any(
+            m["role"] == "witness" and m["jurisdiction"] == "ID" for m in actor.mandates_in_force(at)
+        ):
+            raise BadCosignature(f"{name!r} holds no witness mandate for ID at {at}")
+        return name, timestamp
+    raise BadCosignature(f"the cosignature does not verify with any key of {name!r}")
+
+
+@dataclass
+class Witness:
+    """A witness's state: who it is, the log it watches, and the last checkpoint it
+    cosigned, kept in ``state_file`` (JSON)."""
+
+    name: str
+    key: Ed25519PrivateKey
+    log_key: str
+    state_file: Path
+
+    def last_seen(self) -> str | None:
+        if not self.state_file.exists():
+            return None
+        state: dict[str, Any] = json.loads(self.state_file.read_text("utf-8"))
+        return state.get("checkpoint")
+
+    def cosign(self, note: str, proof: list[bytes] | None, *, now: int | None = None) -> str:
+        """Verify ``note`` (the log's signature, then consistency with the last
+        checkpoint seen, by ``proof``) and return the cosignature line. Records the
+        new checkpoint as last seen. Raises InconsistentCheckpoint — loudly — for a
+        checkpoint that contradicts what this witness saw before."""
+        new = notes.verify_checkpoint(note, log_key=self.log_key).checkpoint
+        previous = self.last_seen()
+        if previous is not None:
+            old = notes.verify_checkpoint(previous, log_key=self.log_key).checkpoint
+            if new.size < old.size:
+                raise InconsistentCheckpoint(
+                    f"the log shows size {new.size}, but this witness already saw size {old.size}: "
+                    "the log was rolled back or truncated",
+                    expected=old.size, found=new.size,
+                )  # fmt: skip
+            if new.size == old.size and new.root != old.root:
+                raise InconsistentCheckpoint(f"two different roots at size {new.size}: a fork")
+            if 0 < old.size < new.size:
+                try:
+                    merkle.verify_consistency(old.size, new.size, old.root, new.root, proof or [])
+                except SaksiError as error:
+                    raise InconsistentCheckpoint(
+                        f"the checkpoint of size {new.size} is not consistent with the one of "
+                        f"size {old.size} this witness saw: {error}"
+                    ) from None
+        line = notes.cosign(new, name=self.name, key=self.key, timestamp=now or int(time.time()))
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"checkpoint": note, "log_key": self.log_key}), "utf-8")
+        os.replace(temporary, self.state_file)
+        return line
+
+    @property
+    def public_key(self) -> str:
+        return b64(raw_public_key(self.key))
