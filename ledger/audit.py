@@ -29,6 +29,7 @@ from uuid import UUID
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eventsourcing.persistence import PersistenceError
 
 from ledger import merkle, notes, registry
 from ledger.application import RECORD_TOPIC, Ledger, record_uuid
@@ -158,13 +159,31 @@ class AuditReport:
     cosignatures: int
 
 
+class UnreadableRow(Exception):
+    """A stored event row the database itself cannot return (tampered bytes)."""
+
+
 def _records(ledger: Ledger) -> Iterator[tuple[int, UUID, Any]]:
-    """(notification id, originator id, Accepted event) of every record, in order."""
+    """(notification id, originator id, notification) of every record, in order.
+    Raises UnreadableRow at the first row that cannot be read."""
     position = 0
     while True:
-        chunk = ledger.recorder.select_notifications(
-            start=position, limit=CHUNK, topics=[RECORD_TOPIC], inclusive_of_start=False
-        )
+        try:
+            chunk = ledger.recorder.select_notifications(
+                start=position, limit=CHUNK, topics=[RECORD_TOPIC], inclusive_of_start=False
+            )
+        except PersistenceError:
+            chunk = []
+            while True:  # read one row at a time up to the unreadable one
+                try:
+                    one = ledger.recorder.select_notifications(
+                        start=position, limit=1, topics=[RECORD_TOPIC], inclusive_of_start=False
+                    )
+                except PersistenceError as error:
+                    yield from ((n.id, n.originator_id, n) for n in chunk)
+                    raise UnreadableRow(str(error)) from None
+                chunk += one
+                position = one[-1].id
         if not chunk:
             return
         for notification in chunk:
@@ -203,9 +222,22 @@ def audit_ledger(
     try:
         entries = _stored_entries(ledger)
         last_at = ""
-        for index, (notification_id, originator_id, notification) in enumerate(_records(ledger)):
+        records = _records(ledger)
+        index = -1
+        while True:
+            index += 1
+            try:
+                found = next(records, None)
+            except UnreadableRow as error:
+                raise AuditFailure(index, f"the stored event cannot be read: {error}") from None
+            if found is None:
+                break
+            notification_id, originator_id, notification = found
             stored = next(entries, None)
-            accepted = ledger.mapper.to_domain_event(notification)
+            try:
+                accepted = ledger.mapper.to_domain_event(notification)
+            except Exception as error:  # a stored event that no longer decodes: tampered
+                raise AuditFailure(index, f"the stored event cannot be decoded: {error}") from None
             envelope = getattr(accepted, "envelope", None)
             recorded_at = getattr(accepted, "recorded_at", "")
             if stored is None:

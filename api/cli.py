@@ -1,0 +1,404 @@
+"""The ``saksi`` command line (typer + rich).
+
+Configuration comes from flags, then the environment (``SAKSI_HOME``,
+``SAKSI_DATABASE_URL``, ``SAKSI_SERVER``), then ``saksi.toml`` in the home.
+Every failure prints one line ``error: <code>: <message>`` and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ledger.audit import audit_ledger
+from ledger.bundle import export_bundle, verify_bundle
+from ledger.canonical import JSONRefused, strict_loads
+from ledger.envelope import b64, complete_statement, key_id, raw_public_key, sign_statement
+from ledger.errors import SaksiError
+from ledger.home import Home, HomeError, init_home, read_private_key, record_genesis, write_private_key
+from ledger.registry import GenesisRegistrar
+from ledger.scenario import SimulatedClock, kota_metro
+from ledger.witness import Witness, witness_vkey
+
+app = typer.Typer(
+    help="Saksi: a verifiable, event-sourced ledger of Pilkada commitments, pledges and logistics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True, highlight=False)
+
+
+def say(text: str, end: str = "\n") -> None:
+    """Machine-readable output: plain text on stdout, never wrapped."""
+    sys.stdout.write(text + end)
+    sys.stdout.flush()
+
+HomeOption = Annotated[
+    Path, typer.Option("--home", envvar="SAKSI_HOME", help="Ledger home directory.")
+]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar="SAKSI_DATABASE_URL",
+                 help="sqlite:///PATH or postgresql://USER@HOST/DB (default: the home's SQLite file)."),
+]  # fmt: skip
+ServerOption = Annotated[
+    str | None,
+    typer.Option("--server", envvar="SAKSI_SERVER", help="A Saksi server URL, e.g. http://127.0.0.1:8000"),
+]
+
+
+def fail(message: str, code: str = "error") -> typer.Exit:
+    err.print(f"error: {code}: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Turn every Saksi error into one line on stderr and exit code 1."""
+    try:
+        yield
+    except SaksiError as error:
+        raise fail(str(error), error.code) from None
+    except (OSError, ValueError) as error:
+        raise fail(str(error)) from None
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, transient=True,
+    )  # fmt: skip
+
+
+def open_home(home: Path, database_url: str | None, **options: Any) -> tuple[Home, Any]:
+    loaded = Home.load(home, database_url=database_url)
+    return loaded, loaded.open(**options)
+
+
+@app.command()
+def init(
+    home: HomeOption = Path(".saksi"),
+    origin: Annotated[str | None, typer.Option(help="The log's name (origin), e.g. saksi.kpu.go.id/pilkada2024.")] = None,
+    genesis: Annotated[list[str], typer.Option("--genesis", help="Genesis registrar actor id (repeatable).")] = ["registrar-kpu-ri"],  # noqa: B006
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create a ledger home and record the genesis registrars.
+
+    Prints the log's public key (note format) and one line ACTOR_ID=BASE64_KEY per
+    genesis registrar: publish these out of band; verifiers are given them.
+
+    Example: saksi init --home ./metro --origin saksi.example/metro
+    """
+    with errors():
+        created = init_home(home, origin=origin, genesis_actors=genesis, database_url=database_url)
+        ledger = created.open()
+        record_genesis(created, ledger)
+        say(created.log_vkey())
+        for registrar in created.genesis:
+            say(f"{registrar.actor}={registrar.key}")
+
+
+@app.command()
+def keygen(
+    out_file: Annotated[Path, typer.Argument(metavar="OUT", help="Where to write the private key (PEM).")],
+    actor: Annotated[str | None, typer.Option(help="Actor id, to print its witness key too.")] = None,
+) -> None:
+    """Generate an Ed25519 key; prints its public key (base64) and key id.
+
+    Example: saksi keygen kpu-kota-metro.key --actor kpu-18.72
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    with errors():
+        if out_file.exists():
+            raise HomeError(f"{out_file} exists; not overwriting a key")
+        key = Ed25519PrivateKey.generate()
+        write_private_key(out_file, key)
+        raw = raw_public_key(key)
+        say(f"public key: {b64(raw)}\nkey id: {key_id(raw)}")
+        if actor:
+            say(f"witness key: {witness_vkey(actor, raw)}")
+
+
+def _read_json(path: Path) -> Any:
+    data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    try:
+        return strict_loads(data)
+    except JSONRefused as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+@app.command()
+def sign(
+    statement: Annotated[Path, typer.Argument(help="Statement JSON file ('-' for stdin).")],
+    key: Annotated[Path, typer.Option(help="The signer's private key (PEM).")],
+) -> None:
+    """Sign a statement; prints the DSSE envelope. Fills v, id and issued_at when absent.
+
+    Example: saksi sign dispatch.json --key kpu.key > dispatch.envelope.json
+    """
+    with errors():
+        value = _read_json(statement)
+        if not isinstance(value, dict):
+            raise ValueError("a statement is a JSON object")
+        envelope = sign_statement(complete_statement(value), read_private_key(key))
+        say(envelope.canonical().decode())
+
+
+def _envelopes(path: Path) -> list[Any]:
+    data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    lines = [line for line in data.splitlines() if line.strip()]
+    if len(lines) == 1 or data.lstrip().startswith(b"{\n"):
+        return [data]
+    return lines
+
+
+@app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(help="One envelope, or JSON lines of envelopes ('-' for stdin).")],
+    home: HomeOption = Path(".saksi"),
+    database_url: DatabaseOption = None,
+    server: ServerOption = None,
+) -> None:
+    """Submit envelopes to a server (--server) or the local ledger; prints one JSON
+    result per envelope. Exits 1 if any was refused.
+
+    Example: saksi submit day1.jsonl --server http://127.0.0.1:8000
+    """
+    with errors():
+        items = _envelopes(file)
+        refused = 0
+        with progress_bar() as bar:
+            task = bar.add_task("submitting", total=len(items))
+            if server:
+                from api.client import Client
+
+                with Client(server) as client:
+                    for start in range(0, len(items), 500):
+                        for result in client.submit_batch([json.loads(i) for i in items[start:start + 500]]):
+                            refused += "type" in result
+                            say(json.dumps(result))
+                        bar.advance(task, len(items[start:start + 500]))
+            else:
+                _, ledger = open_home(home, database_url)
+                for start in range(0, len(items), 500):
+                    for result in ledger.submit_batch(items[start:start + 500]):
+                        if isinstance(result, SaksiError):
+                            refused += 1
+                            line = {"code": result.code, "detail": str(result)}
+                        else:
+                            line = result.to_json() | {"duplicate": result.duplicate}
+                        say(json.dumps(line))
+                    bar.advance(task, len(items[start:start + 500]))
+        if refused:
+            raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    home: HomeOption = Path(".saksi"),
+    database_url: DatabaseOption = None,
+    workers: Annotated[int, typer.Option(help="Processes for signature checks.")] = 2,
+) -> None:
+    """Audit the whole ledger database: leaves, tree, checkpoints, signatures and
+    mandates (replaying the registry). Exits 0 when all holds, else 1 with the first
+    bad index.
+
+    Example: saksi verify --home ./metro
+    """
+    with errors():
+        loaded, ledger = open_home(home, database_url, audit=True)
+        with progress_bar() as bar:
+            task = bar.add_task("verifying", total=max(ledger.tlog.size, 1))
+            report = audit_ledger(
+                ledger, log_key=loaded.log_vkey(), checkpoint_file=loaded.checkpoint_file,
+                progress=lambda n: bar.update(task, completed=n), workers=workers,
+            )  # fmt: skip
+        say(
+            f"ok: {report.size} entries, root {b64(report.root)}, "
+            f"{report.checkpoints} checkpoints, {report.cosignatures} cosignatures"
+        )
+
+
+@app.command()
+def export(
+    out_file: Annotated[Path, typer.Argument(metavar="OUT", help="The bundle .zip to write.")],
+    full: Annotated[bool, typer.Option("--full", help="Every entry.")] = False,
+    subject: Annotated[str | None, typer.Option(help="A consignment, TPS/region code or actor id.")] = None,
+    home: HomeOption = Path(".saksi"),
+    database_url: DatabaseOption = None,
+) -> None:
+    """Export an audit bundle (SPEC §8), full or about one subject.
+
+    Example: saksi export metro.zip --subject 18.72.01.1001.001
+    """
+    with errors():
+        if full == (subject is not None):
+            raise ValueError("give exactly one of --full or --subject")
+        loaded, ledger = open_home(home, database_url)
+        temporary = out_file.with_suffix(".partial")
+        with open(temporary, "wb") as handle:
+            count = export_bundle(ledger, handle, log_vkey=loaded.log_vkey(), subject=subject)
+        temporary.replace(out_file)
+        say(f"wrote {out_file}: {count} entries")
+
+
+def _genesis(pairs: list[str]) -> list[GenesisRegistrar]:
+    found = []
+    for pair in pairs:
+        actor, sep, key = pair.partition("=")
+        if not sep or not actor or not key:
+            raise ValueError(f"--genesis-key takes ACTOR=BASE64_KEY, not {pair!r}")
+        found.append(GenesisRegistrar(actor, key))
+    return found
+
+
+@app.command("verify-bundle")
+def verify_bundle_command(
+    path: Annotated[Path, typer.Argument(help="A bundle directory or .zip.")],
+    log_key: Annotated[str, typer.Option(help="The log's public key (note format), as published.")],
+    genesis_key: Annotated[list[str], typer.Option(help="ACTOR=BASE64_KEY of a genesis registrar (repeat for each).")],
+    witness_key: Annotated[list[str] | None, typer.Option(help="A witness's cosignature key (note format).")] = None,
+    min_cosignatures: Annotated[int, typer.Option(help="Cosignatures required from the given witnesses.")] = 0,
+) -> None:
+    """Verify an audit bundle offline, from the bundle and the published keys alone.
+
+    Example: saksi verify-bundle metro.zip --log-key 'saksi.example/metro+1a2b3c4d+AQ…'
+    --genesis-key registrar-kpu-ri=BASE64
+    """
+    with errors():
+        report = verify_bundle(
+            path, log_key=log_key, genesis=_genesis(genesis_key), witness_keys=witness_key or [],
+            min_cosignatures=min_cosignatures, workers=2,
+        )  # fmt: skip
+        say(
+            f"ok: {report.kind} bundle, {report.entries} entries under a checkpoint of size "
+            f"{report.size}, {report.cosignatures} cosignatures verified"
+        )
+
+
+@app.command()
+def checkpoint(home: HomeOption = Path(".saksi"), database_url: DatabaseOption = None,
+               server: ServerOption = None) -> None:  # fmt: skip
+    """Print the latest signed checkpoint with its cosignatures.
+
+    Example: saksi checkpoint --server http://127.0.0.1:8000
+    """
+    with errors():
+        if server:
+            from api.client import Client
+
+            with Client(server) as client:
+                say(client.checkpoint(), end="")
+            return
+        _, ledger = open_home(home, database_url)
+        say(ledger.tlog.publish(), end="")
+
+
+@app.command()
+def witness(
+    name: Annotated[str, typer.Option(help="The witness's actor id.")],
+    key: Annotated[Path, typer.Option(help="The witness's private key (PEM).")],
+    log_key: Annotated[str, typer.Option(help="The log's public key (note format).")],
+    state: Annotated[Path, typer.Option(help="Where this witness keeps the last checkpoint it saw.")],
+    server: ServerOption = None,
+    home: HomeOption = Path(".saksi"),
+    database_url: DatabaseOption = None,
+) -> None:
+    """Cosign the log's latest checkpoint after checking it is consistent with the
+    last one this witness saw; refuses loudly (exit 1) if it is not.
+
+    Example: saksi witness --name witness-perludem --key w.key --log-key 'VKEY'
+    --state w.json --server http://127.0.0.1:8000
+    """
+    from ledger import notes
+
+    with errors():
+        me = Witness(name, read_private_key(key), log_key, state)
+        previous = me.last_seen()
+        old_size = notes.parse_note(previous).checkpoint.size if previous else 0
+        if server:
+            from api.client import Client
+
+            with Client(server) as client:
+                note = client.checkpoint()
+                new_size = notes.parse_note(note).checkpoint.size
+                proof = client.consistency(old_size, new_size) if 0 < old_size < new_size else []
+                line = _cosign_or_shout(me, note, proof)
+                client.add_cosignature(line)
+        else:
+            _, ledger = open_home(home, database_url)
+            note = ledger.tlog.publish()
+            new_size = notes.parse_note(note).checkpoint.size
+            proof = ledger.tlog.consistency_proof(old_size, new_size) if 0 < old_size < new_size else []
+            line = _cosign_or_shout(me, note, proof)
+            ledger.add_cosignature(line)
+        say(f"cosigned size {new_size}: {line.strip()}")
+
+
+def _cosign_or_shout(me: Witness, note: str, proof: list[bytes]) -> str:
+    from ledger.errors import InconsistentCheckpoint
+
+    try:
+        return me.cosign(note, proof)
+    except InconsistentCheckpoint as error:
+        err.print(f"[bold red]ALERT: NOT COSIGNING.[/] {error}")
+        raise
+
+
+@app.command()
+def demo(
+    home: HomeOption = Path(".saksi-demo"),
+    fresh: Annotated[bool, typer.Option(help="Delete the home first.")] = False,
+) -> None:
+    """Create a home holding the Kota Metro (18.72) Pilkada 2024 scenario.
+
+    Example: saksi demo --home ./metro-demo --fresh
+    """
+    with errors():
+        count = build_demo(home, fresh=fresh)
+        loaded = Home.load(home)
+        say(f"Kota Metro demo: {count} statements in {home}")
+        say(loaded.log_vkey())
+        for registrar in loaded.genesis:
+            say(f"{registrar.actor}={registrar.key}")
+
+
+def build_demo(home: Path, *, fresh: bool) -> int:
+    """The Kota Metro demo ledger in ``home`` (built once; reused afterwards)."""
+    if fresh and home.exists():
+        shutil.rmtree(home)
+    scenario = kota_metro()
+    if (home / "saksi.toml").exists():
+        return Home.load(home).open().tlog.size  # type: ignore[no-any-return]
+    created = init_home(
+        home, origin="saksi.demo/kota-metro-2024", genesis_actors=[scenario.population.registrar.actor],
+        genesis_keys={scenario.population.registrar.actor: scenario.population.registrar.key},
+    )  # fmt: skip
+    clock = SimulatedClock()
+    ledger = created.open(clock=clock)
+    with progress_bar() as bar:
+        task = bar.add_task("recording the Kota Metro scenario", total=None)
+        count = 0
+        for item in scenario.schedule():
+            clock.now = item.at
+            ledger.submit(item.envelope)
+            count += 1
+            bar.advance(task)
+    # The demo's two independent witnesses cosign the final checkpoint.
+    vkey = created.log_vkey()
+    note = ledger.tlog.publish()
+    for name in ("witness-bawaslu", "witness-perludem"):
+        me = Witness(name, scenario.signer(name).key, vkey, home / f"{name}.state.json")
+        ledger.add_cosignature(me.cosign(note, None, now=int(clock.now.timestamp())))
+    return count
