@@ -385,17 +385,28 @@ class Scenario:
     def genesis(self) -> list[GenesisRegistrar]:
         return self.population.genesis
 
-    def schedule(self) -> Iterator[Scheduled]:
+    def schedule(self, *, interleave: random.Random | None = None) -> Iterator[Scheduled]:
         """Every statement in recording order: genesis, national actors, then the
-        regencies' statements merged by time (each regency is built lazily)."""
+        regencies' statements merged by time (each regency is built lazily).
+
+        With ``interleave``, the regencies' streams (which are independent of each
+        other) are interleaved at random instead of by time: another valid order of
+        the same statements."""
         start = datetime(2024, 8, 1, tzinfo=UTC)
         p = self.population
         yield Scheduled(start, -2, p.genesis_envelope(start))
         for n, (actor, name, role) in enumerate(NATIONAL_ACTORS):
             at = start + timedelta(minutes=n + 1)
             yield Scheduled(at, -1, p.register(actor, name, role, "ID", at))
-        streams = (iter(sorted(part.build())) for part in self.parts)
-        yield from heapq.merge(*streams)
+        if interleave is None:
+            yield from heapq.merge(*(iter(sorted(part.build())) for part in self.parts))
+            return
+        streams = [sorted(part.build(), reverse=True) for part in self.parts]
+        while streams:
+            stream = interleave.choice(streams)
+            yield stream.pop()
+            if not stream:
+                streams.remove(stream)
 
     def signer(self, actor: str) -> Signer:
         return self.population.signer(actor)

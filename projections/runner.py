@@ -1,0 +1,153 @@
+"""Runs the projections: catch up with the log, follow it, rebuild from zero.
+
+On SQLite (and in memory) ``follow`` is a catch-up loop; on PostgreSQL it waits
+on eventsourcing's LISTEN/NOTIFY subscription to the application's events and
+catches up whenever something is recorded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from ledger.application import RECORD_TOPIC, Ledger
+from ledger.audit import iter_entries
+from ledger.envelope import decode_statement, parse_envelope
+from projections.actors import ActorsProjection, TrailProjection
+from projections.base import Entry, Projection, Sql
+from projections.custody import CustodyProjection, ReadinessProjection
+from projections.registers import CommitmentsProjection, PledgesProjection
+
+TRACKING = "saksi_projections"
+
+
+def all_projections() -> list[Projection]:
+    return [CustodyProjection(), ReadinessProjection(), CommitmentsProjection(), PledgesProjection(),
+            ActorsProjection(), TrailProjection()]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    name: str
+    size: int  # log entries reflected
+    digest: str
+
+
+class Projector:
+    """Keeps ``projections`` up to date with ``ledger``'s log."""
+
+    def __init__(self, ledger: Ledger, projections: Sequence[Projection] | None = None) -> None:
+        self.ledger = ledger
+        self.projections = list(projections or all_projections())
+        self.by_name = {p.name: p for p in self.projections}
+        self.store = ledger.tlog.store
+        self._lock = threading.Lock()
+        with self.sql(commit=True) as sql:
+            sql.run(f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
+            for projection in self.projections:
+                projection.create(sql)
+                if sql.one(f"SELECT position FROM {TRACKING} WHERE name = ?", (projection.name,)) is None:
+                    sql.run(f"INSERT INTO {TRACKING} VALUES (?, 0)", (projection.name,))
+
+    @contextmanager
+    def sql(self, *, commit: bool = False) -> Iterator[Sql]:
+        with self.store.transaction(commit=commit) as cursor:
+            yield Sql(cursor, self.store.dialect)
+
+    def positions(self) -> dict[str, int]:
+        with self.sql() as sql:
+            rows = sql.all(f"SELECT name, position FROM {TRACKING}")
+        return {r["name"]: r["position"] for r in rows if r["name"] in self.by_name}
+
+    def _entries(self, start: int, end: int) -> list[Entry]:
+        leaves = self.store.read_nodes([(0, i) for i in range(start, end)])
+        entries = []
+        for item in iter_entries(self.ledger, start, end):
+            envelope = parse_envelope(item["envelope"])
+            entries.append(Entry(item["index"], item["recorded_at"], decode_statement(envelope),
+                                 envelope.keyid, leaves[(0, item["index"])]))  # fmt: skip
+        return entries
+
+    def catch_up(self, *, batch: int = 500, progress: Callable[[int], None] | None = None) -> int:
+        """Apply every integrated entry not yet projected; returns the log size reflected."""
+        with self._lock:
+            while True:
+                size = self.ledger.tlog.size
+                positions = self.positions()
+                low = min(positions.values(), default=size)
+                if low >= size:
+                    return size
+                entries = self._entries(low, min(size, low + batch))
+                with self.sql(commit=True) as sql:
+                    for projection in self.projections:
+                        position = positions[projection.name]
+                        todo = [e for e in entries if e.index >= position]
+                        if not todo:
+                            continue
+                        for entry in todo:
+                            projection.apply(sql, entry)
+                        sql.run(
+                            f"UPDATE {TRACKING} SET position = ? WHERE name = ? AND position = ?",
+                            (todo[-1].index + 1, projection.name, position),
+                        )
+                        if sql.cursor.rowcount != 1:  # another process moved first: undo, retry
+                            raise _Raced()
+                if progress:
+                    progress(entries[-1].index + 1)
+
+    def rebuild(self, names: Sequence[str] | None = None, *,
+                progress: Callable[[int], None] | None = None) -> list[ProjectionStatus]:  # fmt: skip
+        """Clear the named projections (all by default) and rebuild them from entry 0."""
+        chosen = [self.by_name[n] for n in names] if names else self.projections
+        with self._lock, self.sql(commit=True) as sql:
+            for projection in chosen:
+                projection.clear(sql)
+                sql.run(f"UPDATE {TRACKING} SET position = 0 WHERE name = ?", (projection.name,))
+        self.catch_up(progress=progress)
+        return [s for s in self.status() if s.name in {p.name for p in chosen}]
+
+    def status(self) -> list[ProjectionStatus]:
+        """Each projection's name, the log size it reflects and its digest."""
+        with self.sql() as sql:
+            found = []
+            for projection in self.projections:
+                row = sql.one(f"SELECT position FROM {TRACKING} WHERE name = ?", (projection.name,))
+                found.append(ProjectionStatus(projection.name, row["position"], projection.digest(sql, row["position"])))
+            return found
+
+    def follow(self, stop: threading.Event, *, interval: float = 0.25) -> None:
+        """Keep catching up until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                self.catch_up()
+            except _Raced:
+                continue
+            if self.ledger.backend.kind == "postgres":
+                self._wait_for_notification(stop, interval)
+            else:
+                stop.wait(interval)
+
+    def _wait_for_notification(self, stop: threading.Event, interval: float) -> None:
+        position = self.ledger.recorder.max_notification_id() or 0
+        subscription = self.ledger.recorder.subscribe(gt=position, topics=[RECORD_TOPIC])
+        with subscription:
+            waker = threading.Timer(interval * 8, subscription.stop)
+            waker.start()
+            try:
+                for _ in subscription:
+                    break
+            finally:
+                waker.cancel()
+
+
+class _Raced(Exception):
+    """Another process advanced a projection first; the transaction is rolled back."""
+
+
+def query(projector: Projector, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a read function of a projection module in a read transaction."""
+    with projector.sql() as sql:
+        return function(sql, *args, **kwargs)
