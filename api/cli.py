@@ -402,3 +402,59 @@ def build_demo(home: Path, *, fresh: bool) -> int:
         me = Witness(name, scenario.signer(name).key, vkey, home / f"{name}.state.json")
         ledger.add_cosignature(me.cosign(note, None, now=int(clock.now.timestamp())))
     return count
+
+
+@app.command()
+def rebuild(
+    projection: Annotated[list[str] | None, typer.Option(help="Only this projection (repeatable).")] = None,
+    home: HomeOption = Path(".saksi"),
+    database_url: DatabaseOption = None,
+) -> None:
+    """Rebuild projections from zero; prints one line per projection: name, log size
+    reflected, digest. Two machines rebuilding the same log print the same digests.
+
+    Example: saksi rebuild --projection readiness
+    """
+    from projections.runner import Projector
+
+    with errors():
+        _, ledger = open_home(home, database_url)
+        projector = Projector(ledger)
+        unknown = set(projection or ()) - set(projector.by_name)
+        if unknown:
+            raise ValueError(f"unknown projection {', '.join(sorted(unknown))} (known: {', '.join(projector.by_name)})")
+        with progress_bar() as bar:
+            task = bar.add_task("rebuilding", total=max(ledger.tlog.size, 1))
+            statuses = projector.rebuild(projection, progress=lambda n: bar.update(task, completed=n))
+        for status in statuses:
+            say(f"{status.name} {status.size} {status.digest}")
+
+
+@app.command()
+def serve(
+    demo_mode: Annotated[bool, typer.Option("--demo", help="Serve the Kota Metro demo (built on first use).")] = False,
+    home: HomeOption = Path(".saksi"),
+    database_url: DatabaseOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (share one database).")] = 1,
+) -> None:
+    """Serve the HTTP API (and the dashboard) with uvicorn.
+
+    Examples: saksi serve --demo ; SAKSI_DATABASE_URL=postgresql://… saksi serve --workers 4
+    """
+    import os
+
+    import uvicorn
+
+    with errors():
+        if demo_mode:
+            home = home if home != Path(".saksi") else Path(".saksi-demo")
+            build_demo(home, fresh=False)
+        os.environ["SAKSI_HOME"] = str(home.resolve())
+        if database_url:
+            os.environ["SAKSI_DATABASE_URL"] = database_url
+        Home.load(home, database_url=database_url)  # fail early, in one line, on a bad home
+        err.print(f"Saksi serving {home} on http://{host}:{port} (docs: /docs)")
+        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning", timeout_graceful_shutdown=5)  # fmt: skip

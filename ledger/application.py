@@ -222,7 +222,7 @@ class Ledger(Application):
         return self._submit_many(list(envelopes), strict=False)
 
     def _submit_many(self, envelopes: list[Any], *, strict: bool) -> list[Receipt | Refusal]:
-        accepted: list[tuple[int, str, str, bool]] = []  # (position, record id, digest, dup)
+        accepted: list[tuple[int, str, bool]] = []  # (position, record id, duplicate)
         results: list[Receipt | Refusal | None] = [None] * len(envelopes)
         with self._lock:
             for position, item in enumerate(envelopes):
@@ -235,14 +235,14 @@ class Ledger(Application):
                         raise
                     results[position] = refusal
                     continue
-                accepted.append((position, record_id, statement.digest, duplicate))
+                accepted.append((position, record_id, duplicate))
             if accepted:
                 self.tlog.integrate()
                 self.tlog.publish()
-            for position, record_id, digest, duplicate in accepted:
+            for position, record_id, duplicate in accepted:
                 index = self.tlog.store.index_of(record_id)
                 assert index is not None, "an accepted statement is integrated before submit returns"
-                results[position] = self.tlog.receipt(index, digest=digest, duplicate=duplicate)
+                results[position] = self.tlog.receipt(index, duplicate=duplicate)
         return results  # type: ignore[return-value]
 
     def _accept(self, envelope: Envelope, statement: Statement) -> tuple[str, bool]:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import merkle, notes
 from ledger.canonical import canonical_bytes
+from ledger.envelope import decode_b64, statement_digest
 from ledger.errors import InconsistentCheckpoint, NotFound, ProofError
 from ledger.storage import LogStore
 
@@ -228,7 +229,7 @@ class IntegrityLog:
             raise NotFound(f"no checkpoint of size {size}")
         return notes.add_cosignatures(note, self.store.cosignatures(size))
 
-    def receipt(self, index: int, *, digest: str, duplicate: bool = False) -> Receipt:
+    def receipt(self, index: int, *, duplicate: bool = False) -> Receipt:
         """A receipt for entry ``index`` against the latest checkpoint that holds it."""
         note = self.latest_note()
         size = notes.parse_note(note).checkpoint.size
@@ -241,6 +242,7 @@ class IntegrityLog:
             leaf_bytes=data, index=index, proof=self.inclusion_proof(index, size),
             checkpoint_note=note,
         )  # fmt: skip
+        digest = statement_digest(decode_b64(entry["envelope"]["payload"]))
         return Receipt(
             index=index, statement_digest=digest, leaf_hash=merkle.leaf_hash(data),
             recorded_at=entry["recorded_at"], tlog_proof=text, duplicate=duplicate,

@@ -1,0 +1,74 @@
+"""Submitting signed statements: one, or a batch of up to 1,000."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from api.deps import RuntimeDep
+from api.problems import PROBLEM_RESPONSES, ProblemError, from_saksi_error
+from api.schemas import BatchItem, EnvelopeIn, ReceiptOut
+from ledger.canonical import JSONRefused, strict_loads
+from ledger.errors import MalformedEnvelope, SaksiError
+
+router = APIRouter(prefix="/v1/statements", tags=["statements"])
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ProblemError(413, f"the body is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ProblemError(413, f"the body is larger than {limit} bytes")
+    return bytes(body)
+
+
+def _envelope_body(model: type) -> dict[str, object]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+@router.post(
+    "", status_code=201, response_model=ReceiptOut, responses={200: {"model": ReceiptOut, "description":
+    "the same envelope was recorded before: its first receipt"}, **PROBLEM_RESPONSES, 403: PROBLEM_RESPONSES[422],
+    409: PROBLEM_RESPONSES[422]}, openapi_extra=_envelope_body(EnvelopeIn),
+)  # fmt: skip
+async def submit(request: Request, response: Response, runtime: RuntimeDep) -> ReceiptOut:
+    """Record one signed statement (a DSSE envelope). 201 with its receipt; 200 with the
+    first receipt when the same envelope was recorded before; a problem otherwise."""
+    body = await read_body(request, runtime.settings.max_body_bytes)
+    receipt = await run_in_threadpool(runtime.ledger.submit, body)
+    response.status_code = 200 if receipt.duplicate else 201
+    return ReceiptOut(**receipt.to_json())
+
+
+@router.post(
+    "/batch", response_model=list[BatchItem], responses=PROBLEM_RESPONSES,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"type": "array", "maxItems": 1000, "items": EnvelopeIn.model_json_schema()}}}}},
+)  # fmt: skip
+async def submit_batch(request: Request, runtime: RuntimeDep) -> list[BatchItem]:
+    """Record up to 1,000 envelopes, each on its own: results in order, each a receipt
+    (201, or 200 for a duplicate) or a problem. Accepted ones are durable whatever
+    happens to the rest."""
+    body = await read_body(request, runtime.settings.max_batch_bytes)
+    try:
+        items = strict_loads(body)
+    except JSONRefused as error:
+        raise MalformedEnvelope(f"the batch is not JSON we accept: {error}") from None
+    if not isinstance(items, list):
+        raise ProblemError(422, "a batch is a JSON array of envelopes")
+    if len(items) > runtime.settings.max_batch_items:
+        raise ProblemError(413, f"a batch holds at most {runtime.settings.max_batch_items} envelopes", "batch-too-large")
+    results = await run_in_threadpool(runtime.ledger.submit_batch, items)
+    out = []
+    for result in results:
+        if isinstance(result, SaksiError):
+            problem = from_saksi_error(result)
+            out.append(BatchItem(status=problem["status"], problem=problem))  # type: ignore[arg-type]
+        else:
+            out.append(BatchItem(status=200 if result.duplicate else 201, receipt=ReceiptOut(**result.to_json())))
+    return out
