@@ -104,7 +104,18 @@ ItemKind = Literal[
 
 
 class Closed(BaseModel):
+    """A closed, strict object. Optional fields are omitted, never ``null``."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if value is None:
+                    raise ValueError(f"{key}: null is not allowed (omit an optional field)")
+        return data
 
 
 def parse_time(text: str) -> datetime:

@@ -72,3 +72,15 @@ async def submit_batch(request: Request, runtime: RuntimeDep) -> list[BatchItem]
         else:
             out.append(BatchItem(status=200 if result.duplicate else 201, receipt=ReceiptOut(**result.to_json())))
     return out
+
+
+@router.get("/schemas/{statement_type}", responses=PROBLEM_RESPONSES)
+def schema(statement_type: str) -> dict[str, object]:
+    """The published JSON Schema of a statement body (``statement`` for the statement itself)."""
+    from ledger.errors import NotFound
+    from ledger.jsonschema import schemas
+
+    found = schemas().get(f"{statement_type}.json")
+    if found is None:
+        raise NotFound(f"no statement type {statement_type!r}")
+    return found
