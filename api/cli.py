@@ -287,6 +287,31 @@ def verify_bundle_command(
         )
 
 
+@app.command("verify-receipt")
+def verify_receipt_command(
+    path: Annotated[Path, typer.Argument(help="A .tlog-proof receipt ('-' for stdin).")],
+    log_key: Annotated[str, typer.Option(help="The log's public key (note format), as published.")],
+    witness_key: Annotated[list[str] | None, typer.Option(help="A witness's cosignature key (note format).")] = None,
+    min_cosignatures: Annotated[int, typer.Option(help="Cosignatures required from the given witnesses.")] = 0,
+) -> None:
+    """Verify a receipt offline: the checkpoint's signatures and the entry's inclusion.
+    Prints the entry's index and statement digest.
+
+    Example: saksi verify-receipt 812.tlog-proof --log-key 'saksi.demo/kota-metro-2024+…'
+    """
+    from ledger import notes
+    from ledger.envelope import decode_b64, statement_digest
+
+    with errors():
+        text = sys.stdin.read() if str(path) == "-" else path.read_text("utf-8")
+        receipt = notes.verify_receipt(text, log_key=log_key, witness_keys=witness_key or [],
+                                       min_cosignatures=min_cosignatures)  # fmt: skip
+        entry = strict_loads(receipt.leaf_bytes)
+        digest = statement_digest(decode_b64(entry["envelope"]["payload"]))
+        say(f"ok: entry {receipt.index} ({digest}) is in the log under a checkpoint of size "
+            f"{notes.parse_note(receipt.checkpoint_note).checkpoint.size}")
+
+
 @app.command()
 def checkpoint(home: HomeOption = Path(".saksi"), database_url: DatabaseOption = None,
                server: ServerOption = None) -> None:  # fmt: skip
@@ -395,6 +420,9 @@ def build_demo(home: Path, *, fresh: bool) -> int:
             ledger.submit(item.envelope)
             count += 1
             bar.advance(task)
+    # Every demo actor's key, so a newcomer can sign and submit as any of them.
+    for actor, signer in sorted(scenario.population.signers.items()):
+        write_private_key(home / "demo-keys" / f"{actor}.pem", signer.key)
     # The demo's two independent witnesses cosign the final checkpoint.
     vkey = created.log_vkey()
     note = ledger.tlog.publish()

@@ -141,7 +141,9 @@ class Population:
         )  # fmt: skip
 
 
-NATIONAL_ACTORS = [
+PARTIES = [("party-pdip", "PDI Perjuangan"), ("party-golkar", "Partai Golkar"), ("party-gerindra", "Partai Gerindra"),
+           ("party-nasdem", "Partai NasDem"), ("party-pkb", "PKB"), ("party-pks", "PKS")]  # fmt: skip
+NATIONAL_ACTORS = [*((actor, name, "party") for actor, name in PARTIES),
     ("dkpp", "DKPP", "dkpp"), ("bkn", "Badan Kepegawaian Negara", "bkn"),
     ("bawaslu-ri", "Bawaslu RI", "bawaslu"), ("perludem", "Perludem (observer)", "observer"),
     ("witness-perludem", "Perludem log witness", "witness"),
@@ -235,11 +237,13 @@ class RegencyScenario:
             subject = f"commitment-{pair}-damai"
             at = self.jitter(day, 2)
             declarations[subject] = self.emit(at, p.signer(pair).sign("commitment.declared", subject, body, issued_at=at))
-        for subject, declaration in declarations.items():
-            for endorser in (f"kpu-{code}", f"bawaslu-{code}"):
+        for n, (subject, declaration) in enumerate(declarations.items()):
+            supporters = [actor for actor, _ in PARTIES[2 * n : 2 * n + 2]]  # each pair's coalition
+            for endorser in (f"kpu-{code}", f"bawaslu-{code}", *supporters):
                 at = self.jitter(day + timedelta(hours=3), 2)
+                body = {"region": code} | ({"note": "Partai pengusung"} if endorser.startswith("party-") else {})
                 self.emit(at, p.signer(endorser).sign(
-                    "commitment.endorsed", subject, {"region": code}, refs=[declaration.digest], issued_at=at))  # fmt: skip
+                    "commitment.endorsed", subject, body, refs=[declaration.digest], issued_at=at))  # fmt: skip
         if self.quirks:
             subject, declaration = next(iter(declarations.items()))
             at = datetime(2024, 11, 10, 5, tzinfo=UTC)
@@ -316,8 +320,9 @@ class RegencyScenario:
         per_tps = {t: _items_out(v, self.race, self.with_governor) for t, v in voters.items()}
         due = {3: H_MINUS_1 - timedelta(days=7), 4: H_MINUS_1 - timedelta(days=3), 5: H_MINUS_1}
         kecamatans = sorted({v.rsplit(".", 1)[0] for v in tps_of})
-        quirk_tps = sorted(per_tps)[:: max(1, len(per_tps) // 4)] if self.quirks else []
-        late, missing, short, broken = (quirk_tps + [None] * 4)[:4]
+        # The demo's quirks: three TPS late, one never received, one short, one broken seal.
+        quirk_tps = sorted(per_tps)[:: max(1, len(per_tps) // 6)] if self.quirks else []
+        late_ones, (missing, short, broken) = set(quirk_tps[:3]), (quirk_tps[3:] + [None] * 3)[:3]
         for kec in kecamatans:
             villages = [v for v in tps_of if v.startswith(kec + ".")]
             kec_out = f"out.{kec}"
@@ -335,8 +340,8 @@ class RegencyScenario:
                     at = self.jitter(datetime(2024, 11, 25, 1, tzinfo=UTC), 20)
                     receive_at: datetime | None = at + timedelta(hours=rng.uniform(0.5, 4))
                     counted, seals_intact = None, True
-                    if tps == late:
-                        receive_at = H_MINUS_1 + timedelta(hours=3)
+                    if tps in late_ones:
+                        receive_at = H_MINUS_1 + timedelta(hours=rng.uniform(1, 9))
                     elif tps == missing:
                         receive_at = None
                     elif tps == short:

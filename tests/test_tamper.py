@@ -62,7 +62,7 @@ def bad_index(output: str) -> int:
 def test_untouched_ledger_verifies(home: Path) -> None:
     code, output = verify(home)
     assert code == 0, output
-    assert "ok: 788 entries" in output
+    assert "ok: 800 entries" in output
 
 
 def test_verify_uses_both_cores_and_agrees(home: Path) -> None:
@@ -204,7 +204,7 @@ def test_forged_row_signed_by_revoked_key_is_found(home: Path, integrate: bool) 
 
 def test_truncated_tail_is_found_by_the_checkpoints(home: Path) -> None:
     """Cut the log back to 700 entries consistently (events, entries, nodes,
-    tracking, later checkpoints): the last-checkpoint file still says 788."""
+    tracking, later checkpoints): the last-checkpoint file still says 800."""
     with db(home) as c:
         first = c.execute("SELECT notification_id FROM saksi_entries WHERE idx = 700").fetchone()[0]
         c.execute("DELETE FROM stored_events WHERE rowid >= ?", (first,))
@@ -241,7 +241,7 @@ def test_rolled_back_file_is_refused_at_start_and_by_a_witness(template: Path, t
     witness = Witness("witness-perludem", scenario.signer("witness-perludem").key, loaded.log_vkey(),
                       home / "witness-perludem.state.json")  # fmt: skip
     note = ledger.tlog.publish()
-    ledger.add_cosignature(witness.cosign(note, ledger.tlog.consistency_proof(788, 789)))
+    ledger.add_cosignature(witness.cosign(note, ledger.tlog.consistency_proof(800, 801)))
     ledger.close()
     for suffix in ("", "-wal", "-shm"):
         Path(str(home / "saksi.sqlite") + suffix).unlink(missing_ok=True)
@@ -250,10 +250,10 @@ def test_rolled_back_file_is_refused_at_start_and_by_a_witness(template: Path, t
     with pytest.raises(InconsistentCheckpoint, match="rolled back"):
         loaded.open()
     code, output = verify(home)
-    assert code == 1 and bad_index(output) == 788
-    # The restored database, were it served, shows the old checkpoint of size 788.
+    assert code == 1 and bad_index(output) == 800
+    # The restored database, were it served, shows the old checkpoint of size 800.
     restored = loaded.open(audit=True)
     old_note = restored.tlog.latest_note()
-    assert notes.parse_note(old_note).checkpoint.size == 788
-    with pytest.raises(InconsistentCheckpoint, match="already saw size 789"):
+    assert notes.parse_note(old_note).checkpoint.size == 800
+    with pytest.raises(InconsistentCheckpoint, match="already saw size 801"):
         witness.cosign(old_note, None)
