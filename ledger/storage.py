@@ -231,8 +231,11 @@ class LogStore:
     def store_checkpoint(self, size: int, root: bytes, note: str) -> None:
         p = self.p
         with self.transaction() as c:
+            # Two processes may sign the same size: Ed25519 is deterministic, so the
+            # notes are identical and the second insert changes nothing.
             c.execute(
-                f"INSERT INTO {self.t['checkpoints']} VALUES ({p}, {p}, {p})", (size, root, note)
+                f"INSERT INTO {self.t['checkpoints']} VALUES ({p}, {p}, {p}) ON CONFLICT (size) DO NOTHING",
+                (size, root, note),
             )
 
     def store_cosignature(self, size: int, witness: str, timestamp: int, line: str) -> None:
