@@ -10,8 +10,10 @@ Merkle log and return its receipt. Nothing is written unless all of 1–4 pass.
 
 from __future__ import annotations
 
+import fcntl
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,14 @@ from ledger import custody, notes, registry
 from ledger.commitments import Commitment, Pledge, handle_commitment, handle_pledge
 from ledger.custody import Consignment
 from ledger.envelope import Envelope, decode_statement, parse_envelope, verify_signature
-from ledger.errors import ConcurrentUpdate, DuplicateStatementId, GenesisViolation, NotFound, Refusal
+from ledger.errors import (
+    ConcurrentUpdate,
+    DuplicateStatementId,
+    GenesisViolation,
+    NotFound,
+    ReadOnly,
+    Refusal,
+)
 from ledger.log import IntegrityLog, Receipt
 from ledger.registry import NAMESPACE, Actor, GenesisRegistrar
 from ledger.statements import Statement, format_time, is_registry
@@ -35,6 +44,7 @@ from ledger.witness import check_cosignature
 from ledger.storage import Backend, LogStore
 
 SUBMIT_ATTEMPTS = 5
+WRITER_LOCK_ID = 0x5A4B5349  # "ZKSI": the PostgreSQL advisory lock of the one writer
 
 
 def record_uuid(statement_id: str) -> UUID:
@@ -224,10 +234,14 @@ class Ledger(Application):
     def _submit_many(self, envelopes: list[Any], *, strict: bool) -> list[Receipt | Refusal]:
         accepted: list[tuple[int, str, bool]] = []  # (position, record id, duplicate)
         results: list[Receipt | Refusal | None] = [None] * len(envelopes)
-        with self._lock:
+        if self.tlog.key is None:
+            raise ReadOnly("this ledger process holds no log key and records nothing")
+        with self._writer():
+            self.tlog.integrate()  # whatever a crashed writer left behind comes first
             for position, item in enumerate(envelopes):
                 try:
-                    envelope = item if isinstance(item, Envelope) else parse_envelope(item)
+                    # An Envelope object is checked like JSON: the same rules for everyone.
+                    envelope = parse_envelope(item.to_json() if isinstance(item, Envelope) else item)
                     statement = decode_statement(envelope)
                     record_id, duplicate = self._accept(envelope, statement)
                 except Refusal as refusal:
@@ -277,7 +291,37 @@ class Ledger(Application):
         )
 
     def _now(self) -> str:
-        return format_time(self.clock())
+        """The ledger's time for the next entry: never before the last entry's, so the
+        time a mandate is checked at is the entry's ``recorded_at`` (SPEC §1.1, §3)."""
+        now = format_time(self.clock())
+        size = self.tlog.size
+        last = self.tlog.store.entry(size - 1) if size else None
+        return max(now, last[2]) if last else now
+
+    @contextmanager
+    def _writer(self) -> Iterator[None]:
+        """One writer at a time, across threads and processes: submits are checked
+        against the registry and clock exactly as the log will order them."""
+        with self._lock, self._process_lock():
+            yield
+
+    @contextmanager
+    def _process_lock(self) -> Iterator[None]:
+        if self.backend.kind == "sqlite":
+            assert self.backend.path
+            with open(self.backend.path + ".writer-lock", "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+        elif self.backend.kind == "postgres":
+            with self.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+                # A transaction-scoped advisory lock, released at commit or rollback.
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK_ID,))
+                yield
+        else:
+            yield
 
     def _authorise(
         self, work: UnitOfWork, envelope: Envelope, statement: Statement, at: str
@@ -323,7 +367,7 @@ class Ledger(Application):
         """Verify a witness's cosignature line on the checkpoint of ``size`` (the
         latest by default) against the registry (SPEC §6) and store it; returns the
         cosigned checkpoint. Raises BadCosignature or NoteError; stores nothing then."""
-        with self._lock:
+        with self._writer():
             note = self.tlog.note(size) if size is not None else self.tlog.latest_note()
             checkpoint = notes.parse_note(note).checkpoint
             witness, timestamp = check_cosignature(UnitOfWork(self), line, note)

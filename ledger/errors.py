@@ -21,6 +21,7 @@ table, the CLI prints ``code: message`` on one line.
     │   ├── DuplicateStatementId     duplicate-statement-id
     │   ├── InvariantBroken          invariant-broken (names which invariant)
     │   ├── ConcurrentUpdate         concurrent-update
+    │   ├── ReadOnly                 read-only
     │   └── BadCosignature           bad-cosignature
     ├── VerificationError            an integrity check failed (proofs, notes, audit)
     │   ├── ProofError               proof-invalid
@@ -130,6 +131,13 @@ class InvariantBroken(Refusal):
 class ConcurrentUpdate(Refusal):
     code = "concurrent-update"
     status = 409
+
+
+class ReadOnly(Refusal):
+    """This process cannot record (it holds no log key)."""
+
+    code = "read-only"
+    status = 503
 
 
 class BadCosignature(Refusal):

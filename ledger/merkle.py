@@ -30,21 +30,19 @@ NodeReader = Callable[[Sequence[NodeId]], Mapping[NodeId, bytes]]
 
 
 def leaf_hash(data: bytes) -> bytes:
-    """MTH({d}) = SHA-256(0x00 || data).  # SPEC: RFC 9162 §2.1.1"""
+    """SHA-256(0x00 || data), the hash of a one-leaf tree."""  # SPEC: RFC 9162 §2.1.1
     return sha256(b"\x00" + data).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
-    """SHA-256(0x01 || left || right).  # SPEC: RFC 9162 §2.1.1"""
+    """SHA-256(0x01 || left || right)."""  # SPEC: RFC 9162 §2.1.1
     return sha256(b"\x01" + left + right).digest()
 
 
 def _fold(hashes: Sequence[bytes]) -> bytes:
-    """MTH of consecutive perfect subtrees given left to right with strictly decreasing sizes.
-
-    # SPEC: RFC 9162 §2.1.1 — the left split is always the largest power of two, so the
+    """MTH of consecutive perfect subtrees given left to right with decreasing sizes."""
+    # SPEC: RFC 9162 §2.1.1: the left split is always the largest power of two, so the
     # tree over such a sequence is the right-leaning chain HASH(h0, HASH(h1, ... hk)).
-    """
     h = hashes[-1]
     for left in reversed(hashes[:-1]):
         h = sha256(b"\x01" + left + h).digest()
@@ -128,7 +126,7 @@ def _materialise(plan: list[list[NodeId]], read: NodeReader) -> list[bytes]:
 
 
 def inclusion_proof(index: int, size: int, read: NodeReader) -> list[bytes]:
-    """PATH(index, D[size]), the leaf's sibling first.  # SPEC: RFC 9162 §2.1.3.1
+    """PATH(index, D[size]), the leaf's sibling first (RFC 9162 §2.1.3.1).
 
     Requires ``0 <= index < size``, else raises ProofError. Needs the leaves' perfect nodes
     of `size` stored; reads them in at most one call (none when ``size == 1``).
@@ -140,7 +138,7 @@ def inclusion_proof(index: int, size: int, read: NodeReader) -> list[bytes]:
 
 
 def consistency_proof(old_size: int, new_size: int, read: NodeReader) -> list[bytes]:
-    """PROOF(old_size, D[new_size]).  # SPEC: RFC 9162 §2.1.4.1
+    """PROOF(old_size, D[new_size]) (RFC 9162 §2.1.4.1).
 
     Requires ``0 < old_size <= new_size``, else raises ProofError. Returns ``[]`` when
     ``old_size == new_size``; otherwise reads the nodes in exactly one call.
@@ -150,9 +148,9 @@ def consistency_proof(old_size: int, new_size: int, read: NodeReader) -> list[by
                          old_size=old_size, new_size=new_size)
     if old_size == new_size:
         return []
-    # The largest perfect subtree ending at old_size is shared by both trees; the proof is
-    # that node (unless it is the whole old tree, which the verifier knows as old_root),
-    # then its inclusion path in the new tree. SUBPROOF(m, D[n], b) unrolled.
+    # SPEC: RFC 9162 §2.1.4.1, SUBPROOF unrolled: the largest perfect subtree ending at
+    # old_size is shared by both trees; the proof is that node (unless it is the whole old
+    # tree, which the verifier knows as old_root), then its inclusion path in the new tree.
     level = (old_size & -old_size).bit_length() - 1
     index = (old_size - 1) >> level
     plan = _path_plan(level, index, new_size)
@@ -288,13 +286,15 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
     When the sizes are equal the proof must be empty and the roots equal. Raises ProofError
     (with what was expected and found) on any failure.
     """
+    # Policy (as transparency-dev/merkle): a proof from size 0 is meaningless and refused.
+    # Checking it first also keeps step 4 from looping forever on fn = -1.
     if old_size <= 0:
         raise ProofError("a consistency proof from size 0 is meaningless and refused",
                          old_size=old_size, new_size=new_size)
     if old_size > new_size:
         raise ProofError(f"old size {old_size} is larger than new size {new_size}",
                          old_size=old_size, new_size=new_size)
-    if old_size == new_size:
+    if old_size == new_size:  # §2.1.4.2 assumes first < second; equal trees must be equal
         if proof:
             raise ProofError("equal sizes need an empty consistency proof",
                              expected=0, found=len(proof))

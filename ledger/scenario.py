@@ -119,6 +119,11 @@ class Population:
             )
         return self.signers[actor]
 
+    def reset(self) -> None:
+        """Rewind every signer's id generator: the next play repeats the same statements."""
+        for actor, signer in self.signers.items():
+            signer.rng.seed(f"{self.seed}/{actor}/ids")
+
     @property
     def genesis(self) -> list[GenesisRegistrar]:
         return [GenesisRegistrar(self.registrar.actor, self.registrar.public_key)]
@@ -193,6 +198,9 @@ class RegencyScenario:
         return base + timedelta(seconds=self.rng.uniform(0, hours * 3600))
 
     def build(self) -> list[Scheduled]:
+        """This regency's statements; the same ones on every call."""
+        self.rng = random.Random(f"{self.p.seed}/{self.code}")
+        self.out, self.seq = [], 0
         p, code, rng = self.p, self.code, self.rng
         start = datetime(2024, 9, 1, 1, tzinfo=UTC)
         reg = lambda actor, name, role, j: self.emit(  # noqa: E731
@@ -368,6 +376,8 @@ class RegencyScenario:
                               at, at + timedelta(minutes=rng.uniform(20, 90)), VOTING_DAY + timedelta(days=1),
                               f"out.{tps}", f"saksi-{tps}")  # fmt: skip
                 items = back(_sum([per_tps[t] for t in tps_of[village] if t != missing]))
+                if not items:
+                    continue  # nothing came back to this village
                 at = self.jitter(night + timedelta(hours=8), 6)
                 self._hop(f"pps-{village}", f"ppk-{kec}", f"ret.{village}", village, "return", items, at,
                           at + timedelta(hours=rng.uniform(1, 3)), VOTING_DAY + timedelta(days=3),
@@ -399,6 +409,7 @@ class Scenario:
         the same statements."""
         start = datetime(2024, 8, 1, tzinfo=UTC)
         p = self.population
+        p.reset()
         yield Scheduled(start, -2, p.genesis_envelope(start))
         for n, (actor, name, role) in enumerate(NATIONAL_ACTORS):
             at = start + timedelta(minutes=n + 1)

@@ -16,7 +16,15 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 
 from ledger import regions
 from ledger.errors import MalformedBody, MalformedStatement
@@ -415,7 +423,7 @@ def is_registry(statement_type: str) -> bool:
 class StatementModel(Closed):
     """The statement's envelope-level fields (SPEC §1); ``body`` is checked per type."""
 
-    v: Literal[1]
+    v: Annotated[StrictInt, Field(ge=1, le=1, description="format version, the integer 1")]
     type: StatementType
     id: StatementId
     actor: ActorId

@@ -145,7 +145,7 @@ class ReadinessProjection(Projection):
             )  # fmt: skip
             sql.run(
                 "UPDATE v_tps SET status = ?, received_issued_at = ?, received_recorded_at = ?, "
-                "on_time = ?, missing = ?, discrepancy = ? WHERE tps = ?",
+                "on_time = ?, missing = ?, discrepancy = MAX(discrepancy, ?) WHERE tps = ?",
                 ("received" if complete else "received_with_discrepancy", statement.issued_at,
                  entry.recorded_at, on_time, dumps(missing), int(not complete), region),
             )  # fmt: skip
