@@ -169,12 +169,22 @@ def submit(
     home: HomeOption = Path(".saksi"),
     database_url: DatabaseOption = None,
     server: ServerOption = None,
+    receipts: Annotated[Path | None, typer.Option(help="Write each receipt to DIR/<index>.tlog-proof.")] = None,
 ) -> None:
     """Submit envelopes to a server (--server) or the local ledger; prints one JSON
     result per envelope. Exits 1 if any was refused.
 
-    Example: saksi submit day1.jsonl --server http://127.0.0.1:8000
+    Example: saksi submit day1.jsonl --server http://127.0.0.1:8000 --receipts receipts/
     """
+
+    def keep(result: dict[str, Any]) -> dict[str, Any]:
+        if receipts is not None and "receipt" in result:
+            receipts.mkdir(parents=True, exist_ok=True)
+            target = receipts / f"{result['index']}.tlog-proof"
+            target.write_text(result["receipt"], "utf-8")
+            result = {**result, "receipt_file": str(target)}
+        return result
+
     with errors():
         items = _envelopes(file)
         refused = 0
@@ -187,7 +197,7 @@ def submit(
                     for start in range(0, len(items), 500):
                         for result in client.submit_batch([json.loads(i) for i in items[start:start + 500]]):
                             refused += "type" in result
-                            say(json.dumps(result))
+                            say(json.dumps(keep(result)))
                         bar.advance(task, len(items[start:start + 500]))
             else:
                 _, ledger = open_home(home, database_url)
@@ -197,7 +207,7 @@ def submit(
                             refused += 1
                             line = {"code": result.code, "detail": str(result)}
                         else:
-                            line = result.to_json() | {"duplicate": result.duplicate}
+                            line = keep(result.to_json() | {"duplicate": result.duplicate})
                         say(json.dumps(line))
                     bar.advance(task, len(items[start:start + 500]))
         if refused:
