@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from eventsourcing.persistence import PersistenceError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -71,6 +72,8 @@ def errors() -> Iterator[None]:
         raise fail(str(error), error.code) from None
     except (OSError, ValueError) as error:
         raise fail(str(error)) from None
+    except PersistenceError as error:
+        raise fail(f"{type(error).__name__}: {error}".splitlines()[0], "database") from None
 
 
 def progress_bar() -> Progress:
@@ -496,3 +499,36 @@ def serve(
         err.print(f"Saksi serving {home} on http://{host}:{port} (docs: /docs)")
         uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
                     log_level="warning", timeout_graceful_shutdown=5)  # fmt: skip
+
+
+@app.command()
+def migrate(
+    from_url: Annotated[str, typer.Option("--from", help="Source database URL (sqlite:///PATH).")],
+    to_url: Annotated[str, typer.Option("--to", help="Target database URL (postgresql://…), empty.")],
+    home: HomeOption = Path(".saksi"),
+) -> None:
+    """Copy a ledger to another database (events in order) and prove the copy: the
+    same Merkle root and the same projection digests. Then point the home at it
+    (database_url in saksi.toml, or SAKSI_DATABASE_URL).
+
+    Example: saksi migrate --from sqlite:///.saksi/saksi.sqlite --to postgresql://postgres@127.0.0.1/saksi
+    """
+    from ledger.migrate import MigrationError
+    from ledger.migrate import migrate as copy_ledger
+    from projections.runner import Projector
+
+    with errors():
+        loaded = Home.load(home)
+        with progress_bar() as bar:
+            task = bar.add_task("copying events", total=None)
+            source, target, report = copy_ledger(loaded, from_url, to_url, progress=lambda n: bar.update(task, completed=n))
+            task = bar.add_task("rebuilding projections", total=max(report.size, 1))
+            before = {s.name: s.digest for s in Projector(source).rebuild()}
+            after = {s.name: s.digest for s in Projector(target).rebuild(progress=lambda n: bar.update(task, completed=n))}
+        if before != after:
+            differ = ", ".join(sorted(n for n in before if before[n] != after.get(n)))
+            raise MigrationError(f"projection digests differ after the copy: {differ}")
+        say(f"copied {report.events} events: {report.size} entries, root {b64(report.root)}, "
+            f"{report.checkpoints} checkpoints, {report.cosignatures} cosignatures")
+        for name, digest in after.items():
+            say(f"{name} {report.size} {digest} (same on both)")

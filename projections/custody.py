@@ -133,7 +133,7 @@ class ReadinessProjection(Projection):
                 (statement.subject, body.due_by, dumps(body.items), region),
             )
             return
-        row = sql.one("SELECT consignment, due_by, missing FROM v_tps WHERE tps = ?", (region,))
+        row = sql.one("SELECT consignment, due_by, missing, discrepancy FROM v_tps WHERE tps = ?", (region,))
         if row is None or row["consignment"] != statement.subject:
             return  # a return hop, or a hop this TPS's outbound consignment is not
         if isinstance(body, LogisticsReceived):
@@ -145,9 +145,9 @@ class ReadinessProjection(Projection):
             )  # fmt: skip
             sql.run(
                 "UPDATE v_tps SET status = ?, received_issued_at = ?, received_recorded_at = ?, "
-                "on_time = ?, missing = ?, discrepancy = MAX(discrepancy, ?) WHERE tps = ?",
+                "on_time = ?, missing = ?, discrepancy = ? WHERE tps = ?",
                 ("received" if complete else "received_with_discrepancy", statement.issued_at,
-                 entry.recorded_at, on_time, dumps(missing), int(not complete), region),
+                 entry.recorded_at, on_time, dumps(missing), max(row["discrepancy"], int(not complete)), region),
             )  # fmt: skip
         elif isinstance(body, LogisticsDiscrepancyReported):
             sql.run("UPDATE v_tps SET discrepancy = 1 WHERE tps = ?", (region,))

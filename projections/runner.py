@@ -7,11 +7,12 @@ catches up whenever something is recorded.
 
 from __future__ import annotations
 
+import fcntl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from ledger.application import RECORD_TOPIC, Ledger
 from ledger.audit import iter_entries
@@ -22,6 +23,7 @@ from projections.custody import CustodyProjection, ReadinessProjection
 from projections.registers import CommitmentsProjection, PledgesProjection
 
 TRACKING = "saksi_projections"
+PROJECTION_LOCK_ID = 0x5A4B5350  # PostgreSQL advisory lock: one projecting process at a time
 
 
 def all_projections() -> list[Projection]:
@@ -72,7 +74,9 @@ class Projector:
         return entries
 
     def catch_up(self, *, batch: int = 500, progress: Callable[[int], None] | None = None) -> int:
-        """Apply every integrated entry not yet projected; returns the log size reflected."""
+        """Apply every integrated entry not yet projected; returns the log size reflected.
+        Several processes may call it at once: one projects, the others wait, then
+        find the work done."""
         with self._lock:
             while True:
                 size = self.ledger.tlog.size
@@ -80,23 +84,36 @@ class Projector:
                 low = min(positions.values(), default=size)
                 if low >= size:
                     return size
-                entries = self._entries(low, min(size, low + batch))
-                with self.sql(commit=True) as sql:
+                entries = self._entries(low, min(size, low + batch))  # read before writing
+                with self._process_lock(), self.sql(commit=True) as sql:
+                    if sql.postgres:  # released at commit or rollback
+                        sql.run("SELECT pg_advisory_xact_lock(?)", (PROJECTION_LOCK_ID,))
+                    current = sql.all(f"SELECT name, position FROM {TRACKING}")
+                    if {r["name"]: r["position"] for r in current if r["name"] in self.by_name} != positions:
+                        continue  # another process projected meanwhile: look again
                     for projection in self.projections:
-                        position = positions[projection.name]
-                        todo = [e for e in entries if e.index >= position]
-                        if not todo:
-                            continue
+                        todo = [e for e in entries if e.index >= positions[projection.name]]
                         for entry in todo:
                             projection.apply(sql, entry)
-                        sql.run(
-                            f"UPDATE {TRACKING} SET position = ? WHERE name = ? AND position = ?",
-                            (todo[-1].index + 1, projection.name, position),
-                        )
-                        if sql.cursor.rowcount != 1:  # another process moved first: undo, retry
-                            raise _Raced()
+                        if todo:
+                            sql.run(f"UPDATE {TRACKING} SET position = ? WHERE name = ?",
+                                    (todo[-1].index + 1, projection.name))  # fmt: skip
                 if progress:
                     progress(entries[-1].index + 1)
+
+    @contextmanager
+    def _process_lock(self) -> Iterator[None]:
+        """SQLite: one projecting process at a time (a file lock beside the database)."""
+        if self.ledger.backend.kind != "sqlite":
+            yield
+            return
+        assert self.ledger.backend.path
+        with open(self.ledger.backend.path + ".projections-lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def rebuild(self, names: Sequence[str] | None = None, *,
                 progress: Callable[[int], None] | None = None) -> list[ProjectionStatus]:  # fmt: skip
@@ -121,10 +138,7 @@ class Projector:
     def follow(self, stop: threading.Event, *, interval: float = 0.25) -> None:
         """Keep catching up until ``stop`` is set."""
         while not stop.is_set():
-            try:
-                self.catch_up()
-            except _Raced:
-                continue
+            self.catch_up()
             if self.ledger.backend.kind == "postgres":
                 self._wait_for_notification(stop, interval)
             else:
@@ -141,10 +155,6 @@ class Projector:
                     break
             finally:
                 waker.cancel()
-
-
-class _Raced(Exception):
-    """Another process advanced a projection first; the transaction is rolled back."""
 
 
 def query(projector: Projector, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
