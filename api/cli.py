@@ -498,7 +498,8 @@ def serve(
         Home.load(home, database_url=database_url)  # fail early, in one line, on a bad home
         err.print(f"Saksi serving {home} on http://{host}:{port} (docs: /docs)")
         uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning", timeout_graceful_shutdown=5)  # fmt: skip
+                    log_level="warning", timeout_graceful_shutdown=5,
+                    timeout_worker_healthcheck=60)  # a busy worker is not a hung one  # fmt: skip
 
 
 @app.command()

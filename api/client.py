@@ -67,7 +67,10 @@ class Client:
         body = b"[" + b",".join(self._body(e) for e in envelopes) + b"]"
         response = self._check(self.http.post("/v1/statements/batch", content=body,
                                               headers={"content-type": "application/json"}))  # fmt: skip
-        return [item["receipt"] if item["receipt"] else item["problem"] for item in response.json()]
+        return [
+            {**item["receipt"], "duplicate": item["status"] == 200} if item["receipt"] else item["problem"]
+            for item in response.json()
+        ]
 
     def checkpoint(self) -> str:
         return self._check(self.http.get("/v1/log/checkpoint")).text

@@ -41,7 +41,7 @@ from ledger.log import IntegrityLog, Receipt
 from ledger.registry import NAMESPACE, Actor, GenesisRegistrar
 from ledger.statements import Statement, format_time, is_registry
 from ledger.witness import check_cosignature
-from ledger.storage import Backend, LogStore
+from ledger.storage import Backend, LogStore, schema_lock
 
 SUBMIT_ATTEMPTS = 5
 WRITER_LOCK_ID = 0x5A4B5349  # "ZKSI": the PostgreSQL advisory lock of the one writer
@@ -198,7 +198,8 @@ class Ledger(Application):
             "AGGREGATE_CACHE_MAXSIZE": "20000",
             **(env or {}),
         }
-        super().__init__(environment)
+        with schema_lock(backend):
+            super().__init__(environment)
         self.backend = backend
         self.genesis = tuple(genesis)
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -207,7 +208,8 @@ class Ledger(Application):
             store = LogStore.in_memory()
         else:
             store = LogStore(self.recorder.datastore, dialect=backend.kind)  # type: ignore[attr-defined]
-        store.create_tables()
+        with schema_lock(backend):
+            store.create_tables()
         self.tlog = IntegrityLog(
             store, origin=origin, key=log_key, records=self._records,
             envelope_of=self._envelope_of, checkpoint_file=checkpoint_file,

@@ -68,6 +68,26 @@ class Backend:
         }
 
 
+SCHEMA_LOCK_ID = 0x5A4B5353  # PostgreSQL advisory lock held while creating tables
+
+
+@contextmanager
+def schema_lock(backend: Backend) -> Iterator[None]:
+    """Serialise table creation: PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe
+    when several worker processes start at once."""
+    if backend.kind != "postgres":
+        yield
+        return
+    import psycopg
+
+    with psycopg.connect(backend.url, autocommit=True) as connection:
+        connection.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_ID,))
+        try:
+            yield
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_ID,))
+
+
 class LogStore:
     """The log's tables, in the database that holds the events.
 

@@ -17,6 +17,7 @@ from typing import Any
 from ledger.application import RECORD_TOPIC, Ledger
 from ledger.audit import iter_entries
 from ledger.envelope import decode_statement, parse_envelope
+from ledger.storage import schema_lock
 from projections.actors import ActorsProjection, TrailProjection
 from projections.base import Entry, Projection, Sql
 from projections.custody import CustodyProjection, ReadinessProjection
@@ -47,7 +48,7 @@ class Projector:
         self.by_name = {p.name: p for p in self.projections}
         self.store = ledger.tlog.store
         self._lock = threading.Lock()
-        with self.sql(commit=True) as sql:
+        with schema_lock(ledger.backend), self.sql(commit=True) as sql:
             sql.run(f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
             for projection in self.projections:
                 projection.create(sql)
