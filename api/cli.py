@@ -15,11 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
+from typer._click import exceptions as click_exceptions  # typer vendors click (pinned)
+from typer.core import TyperGroup
 from eventsourcing.persistence import PersistenceError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from api.problems import from_saksi_error
 from ledger.audit import audit_ledger
 from ledger.bundle import export_bundle, verify_bundle
 from ledger.canonical import JSONRefused, strict_loads
@@ -30,7 +34,32 @@ from ledger.registry import GenesisRegistrar
 from ledger.scenario import SimulatedClock, kota_metro
 from ledger.witness import Witness, witness_vkey
 
+class OneLineErrors(TyperGroup):
+    """Usage errors too are one line on stderr (exit 2), not a box of help."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)  # a typer.Exit's code
+            sys.exit(code if isinstance(code, int) else 0)
+        except click_exceptions.NoArgsIsHelpError as error:
+            say(error.ctx.get_help())
+            sys.exit(0)
+        except click_exceptions.UsageError as error:
+            command = error.ctx.command_path if error.ctx else "saksi"
+            err.print(f"error: usage: {error.format_message()} (see `{command} --help`)", markup=False, soft_wrap=True)
+            sys.exit(2)
+        except click_exceptions.ClickException as error:
+            err.print(f"error: {error.format_message()}", markup=False, soft_wrap=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            err.print("error: aborted")
+            sys.exit(130)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Saksi: a verifiable, event-sourced ledger of Pilkada commitments, pledges and logistics.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -58,9 +87,10 @@ ServerOption = Annotated[
 ]
 
 
-def fail(message: str, code: str = "error") -> typer.Exit:
-    err.print(f"error: {code}: {message}", markup=False, soft_wrap=True)
-    return typer.Exit(1)
+def fail(message: str, code: str | None = None, exit_code: int = 1) -> typer.Exit:
+    line = f"error: {code}: {message}" if code else f"error: {message}"
+    err.print(" ".join(line.split()), markup=False, soft_wrap=True)
+    return typer.Exit(exit_code)
 
 
 @contextmanager
@@ -74,6 +104,8 @@ def errors() -> Iterator[None]:
         raise fail(str(error)) from None
     except PersistenceError as error:
         raise fail(f"{type(error).__name__}: {error}".splitlines()[0], "database") from None
+    except httpx.HTTPError as error:
+        raise fail(f"{type(error).__name__}: {error}", "server-unreachable") from None
 
 
 def progress_bar() -> Progress:
@@ -208,7 +240,7 @@ def submit(
                     for result in ledger.submit_batch(items[start:start + 500]):
                         if isinstance(result, SaksiError):
                             refused += 1
-                            line = {"code": result.code, "detail": str(result)}
+                            line = from_saksi_error(result)
                         else:
                             line = keep(result.to_json() | {"duplicate": result.duplicate})
                         say(json.dumps(line))
@@ -480,7 +512,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (share one database).")] = 1,
 ) -> None:
-    """Serve the HTTP API (and the dashboard) with uvicorn.
+    """Serve the HTTP API with uvicorn.
 
     Examples: saksi serve --demo ; SAKSI_DATABASE_URL=postgresql://… saksi serve --workers 4
     """
@@ -533,3 +565,8 @@ def migrate(
             f"{report.checkpoints} checkpoints, {report.cosignatures} cosignatures")
         for name, digest in after.items():
             say(f"{name} {report.size} {digest} (same on both)")
+
+
+def main() -> None:
+    """The console script."""
+    app()

@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.problems import Problem
 
 
+MAX_INDEX = 2**53 - 1  # log indexes and sizes, like every integer on the wire
+
+
 class Signature(BaseModel):
     model_config = ConfigDict(extra="forbid")
     keyid: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -77,7 +80,7 @@ class KeysOut(BaseModel):
 class CosignatureIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cosignature: str = Field(description="one tlog-cosignature line: '— NAME BASE64'")
-    size: int | None = Field(default=None, description="the checkpoint size it cosigns (latest by default)")
+    size: int | None = Field(default=None, ge=1, le=MAX_INDEX, description="the checkpoint size it cosigns (latest by default)")
 
 
 class ProjectionOut(BaseModel):

@@ -372,7 +372,9 @@ class Ledger(Application):
         with self._writer():
             note = self.tlog.note(size) if size is not None else self.tlog.latest_note()
             checkpoint = notes.parse_note(note).checkpoint
-            witness, timestamp = check_cosignature(UnitOfWork(self), line, note)
+            witness, timestamp = check_cosignature(
+                UnitOfWork(self), line, note, index_of=self.tlog.store.index_of_digest
+            )
             self.tlog.store.store_cosignature(checkpoint.size, witness, timestamp, line.rstrip("\n") + "\n")
             return self.tlog.note(checkpoint.size)
 

@@ -107,6 +107,7 @@ class Replay:
     signatures: SignatureChecker
     dense: bool = True  # False for a selective bundle: indexes ascend with gaps
     registry: MemoryRegistry = field(default_factory=MemoryRegistry)
+    registry_index: dict[str, int] = field(default_factory=dict)  # registry statement digest → index
     count: int = 0
     last: int = -1
 
@@ -129,6 +130,7 @@ class Replay:
                 actor = registry.apply_registry(self.registry, statement, recorded_at)
                 actor.collect_events()
                 self.registry.put(actor)
+                self.registry_index[statement.digest] = index
         except SaksiError as error:
             raise AuditFailure(index, f"{error.code}: {error}") from None
         self.signatures.add(index, public_key, pae(PAYLOAD_TYPE, envelope.payload), envelope.sig)
@@ -283,7 +285,7 @@ def audit_ledger(
     if progress:
         progress(frontier.size)
     _check_checkpoints(checkpoints, roots, frontier.size, log_key, checkpoint_file, frontier.root())
-    cosignatures = _check_cosignatures(ledger, checkpoints, replay.registry)
+    cosignatures = _check_cosignatures(ledger, checkpoints, replay)
     return AuditReport(frontier.size, frontier.root(), len(checkpoints), cosignatures)
 
 
@@ -324,14 +326,12 @@ def _check_checkpoints(
             raise AuditFailure(signed.size - 1, f"{checkpoint_file} does not match the database's tree")
 
 
-def _check_cosignatures(
-    ledger: Ledger, checkpoints: dict[int, tuple[bytes, str]], replayed: MemoryRegistry
-) -> int:
+def _check_cosignatures(ledger: Ledger, checkpoints: dict[int, tuple[bytes, str]], replay: Replay) -> int:
     count = 0
     for size in sorted(checkpoints):
         for line in ledger.tlog.store.cosignatures(size):
             try:
-                check_cosignature(replayed, line, checkpoints[size][1])
+                check_cosignature(replay.registry, line, checkpoints[size][1], index_of=replay.registry_index.get)
             except SaksiError as error:
                 raise AuditFailure(None, f"cosignature on checkpoint {size}: {error}") from None
             count += 1

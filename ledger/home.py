@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.serialization import (
 from ledger.application import Ledger
 from ledger.envelope import b64, raw_public_key
 from ledger.errors import SaksiError
-from ledger.notes import format_vkey
+from ledger.notes import Checkpoint, format_vkey
 from ledger.regions import CODE_LIST_VERSION
 from ledger.registry import GenesisRegistrar
 from ledger.scenario import Signer, mandate, registration
@@ -131,8 +131,12 @@ def init_home(
     already lives at ``path``."""
     if (path / CONFIG).exists():
         raise HomeError(f"a ledger already lives at {path}")
-    path.mkdir(parents=True, exist_ok=True)
     origin = origin or f"saksi.local/{secrets.token_hex(4)}"
+    try:
+        Checkpoint(origin, 0, bytes(32))  # the origin is the log's key name (SPEC §5)
+    except ValueError:
+        raise HomeError(f"the origin {origin!r} is not a valid log name (no spaces, no '+')") from None
+    path.mkdir(parents=True, exist_ok=True)
     write_private_key(path / "log.key", Ed25519PrivateKey.generate())
     genesis = []
     for actor in genesis_actors:

@@ -115,7 +115,8 @@ class IntegrityLog:
                     last_at = recorded_at
                     data = leaf_bytes(index, recorded_at, envelope)
                     nodes += frontier.append(merkle.leaf_hash(data))
-                    entries.append((index, notification_id, record_id, recorded_at))
+                    digest = statement_digest(decode_b64(envelope["payload"]))
+                    entries.append((index, notification_id, record_id, recorded_at, digest))
                 if not self.store.append(
                     expected=(position, size), position=pending[-1][0], entries=entries, nodes=nodes
                 ):

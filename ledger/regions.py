@@ -40,7 +40,7 @@ def check_region(code: str) -> str | None:
     """None when ``code`` names a region (or a TPS in a known village), else why not."""
     if code == COUNTRY:
         return None
-    if not _SHAPE.match(code):
+    if not _SHAPE.fullmatch(code):
         return f"{code!r} is not a region code (PP, PP.KK, PP.KK.CC, PP.KK.CC.DDDD or a TPS PP.KK.CC.DDDD.TTT)"
     if level(code) == 5:
         village, tps = code.rsplit(".", 1)

@@ -98,13 +98,19 @@ class Actor(Aggregate):
         self.keys: dict[str, dict[str, Any]] = {}
         self.mandates: dict[str, dict[str, Any]] = {}
         for key in keys:
-            self.keys[key_id(decode_b64(key))] = {"key": key, "added_at": at, "revoked_at": None}
+            self.add_key_state(key, at, digest)
         for mandate in mandates:
-            self.mandates[mandate["id"]] = {**mandate, "granted_at": at, "revoked_at": None}
+            self.grant_mandate_state(mandate, at, digest)
+
+    def add_key_state(self, key: str, at: str, digest: str) -> None:
+        self.keys[key_id(decode_b64(key))] = {"key": key, "added_at": at, "added_by": digest, "revoked_at": None}
+
+    def grant_mandate_state(self, mandate: dict[str, Any], at: str, digest: str) -> None:
+        self.mandates[mandate["id"]] = {**mandate, "granted_at": at, "granted_by": digest, "revoked_at": None}
 
     @event("KeyAdded")
     def add_key(self, key: str, at: str, digest: str) -> None:
-        self.keys[key_id(decode_b64(key))] = {"key": key, "added_at": at, "revoked_at": None}
+        self.add_key_state(key, at, digest)
 
     @event("KeyRevoked")
     def revoke_key(self, keyid: str, at: str, digest: str) -> None:
@@ -112,7 +118,7 @@ class Actor(Aggregate):
 
     @event("MandateGranted")
     def grant_mandate(self, mandate: dict[str, Any], at: str, digest: str) -> None:
-        self.mandates[mandate["id"]] = {**mandate, "granted_at": at, "revoked_at": None}
+        self.grant_mandate_state(mandate, at, digest)
 
     @event("MandateRevoked")
     def revoke_mandate(self, mandate_id: str, at: str, digest: str) -> None:

@@ -106,7 +106,7 @@ class LogStore:
         self.ddl = [
             f"CREATE TABLE IF NOT EXISTS {self.t['entries']} (idx {big} PRIMARY KEY, "
             f"notification_id {big} NOT NULL UNIQUE, record_id TEXT NOT NULL UNIQUE, "
-            "recorded_at TEXT NOT NULL)",
+            "recorded_at TEXT NOT NULL, digest TEXT NOT NULL UNIQUE)",
             f"CREATE TABLE IF NOT EXISTS {self.t['nodes']} (level INTEGER NOT NULL, "
             f"idx {big} NOT NULL, hash {blob} NOT NULL, PRIMARY KEY (level, idx))",
             f"CREATE TABLE IF NOT EXISTS {self.t['tracking']} (id INTEGER PRIMARY KEY, "
@@ -175,6 +175,11 @@ class LogStore:
         )
         return (row["notification_id"], row["record_id"], row["recorded_at"]) if row else None
 
+    def index_of_digest(self, digest: str) -> int | None:
+        """The log index of the statement with this digest, or None."""
+        row = self._one(f"SELECT idx FROM {self.t['entries']} WHERE digest = ?", (digest,))
+        return row["idx"] if row else None
+
     def index_of(self, record_id: str) -> int | None:
         row = self._one(f"SELECT idx FROM {self.t['entries']} WHERE record_id = ?", (record_id,))
         return row["idx"] if row else None
@@ -221,7 +226,7 @@ class LogStore:
         *,
         expected: tuple[int, int],
         position: int,
-        entries: Sequence[tuple[int, int, str, str]],
+        entries: Sequence[tuple[int, int, str, str, str]],
         nodes: Sequence[tuple[tuple[int, int], bytes]],
     ) -> bool:
         """Append entries and their nodes and move tracking to ``position`` in one
@@ -240,7 +245,7 @@ class LogStore:
                 return False
             if entries:
                 c.executemany(
-                    f"INSERT INTO {self.t['entries']} VALUES ({p}, {p}, {p}, {p})", list(entries)
+                    f"INSERT INTO {self.t['entries']} VALUES ({p}, {p}, {p}, {p}, {p})", list(entries)
                 )
                 c.executemany(
                     f"INSERT INTO {self.t['nodes']} VALUES ({p}, {p}, {p})",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,15 +29,24 @@ def witness_vkey(name: str, key: Ed25519PrivateKey | bytes) -> str:
     return notes.format_vkey(name, raw, notes.COSIGNATURE_KEY_TYPE)
 
 
-def check_cosignature(view: RegistryView, line: str, note: str) -> tuple[str, int]:
+def check_cosignature(
+    view: RegistryView, line: str, note: str, *, index_of: Callable[[str], int | None]
+) -> tuple[str, int]:
     """Check one cosignature line on checkpoint ``note`` against the registry (SPEC §6):
-    by a key of a registered actor that holds a witness mandate for ID at the
-    cosignature's time. Returns (witness actor id, timestamp). Raises BadCosignature."""
+    by a key of a registered actor that, in the registry of the tree it cosigns
+    (entries below its size) and at the cosignature's time, holds that key and a
+    witness mandate for ID. ``index_of`` maps a statement digest to its log index.
+    Returns (witness actor id, timestamp). Raises BadCosignature."""
     checkpoint = notes.parse_note(note).checkpoint
     name = line.removeprefix("— ").split(" ", 1)[0]
     actor = view.actor(name)
     if actor is None:
         raise BadCosignature(f"cosignature by {name!r}, which is not a registered actor")
+
+    def in_tree(digest: str | None) -> bool:
+        index = index_of(digest) if digest else None
+        return index is not None and index < checkpoint.size
+
     for entry in actor.keys.values():
         try:
             timestamp = notes.verify_cosignature_line(
@@ -45,12 +55,17 @@ def check_cosignature(view: RegistryView, line: str, note: str) -> tuple[str, in
         except SaksiError:
             continue
         at = format_time(datetime.fromtimestamp(timestamp, UTC))
+        if not in_tree(entry.get("added_by")):
+            raise BadCosignature(f"the key {name!r} cosigned with is not in the registry of a tree of size {checkpoint.size}")
         if entry["revoked_at"] is not None and entry["revoked_at"] <= at:
             raise BadCosignature(f"the key {name!r} cosigned with was revoked at {entry['revoked_at']}")
         if not any(
-            m["role"] == "witness" and m["jurisdiction"] == "ID" for m in actor.mandates_in_force(at)
+            m["role"] == "witness" and m["jurisdiction"] == "ID" and in_tree(m.get("granted_by"))
+            for m in actor.mandates_in_force(at)
         ):
-            raise BadCosignature(f"{name!r} holds no witness mandate for ID at {at}")
+            raise BadCosignature(
+                f"{name!r} holds no witness mandate for ID at {at} in the registry of a tree of size {checkpoint.size}"
+            )
         return name, timestamp
     raise BadCosignature(f"the cosignature does not verify with any key of {name!r}")
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 
 from api.deps import RuntimeDep
 from api.problems import PROBLEM_RESPONSES, ProblemError
-from api.schemas import ConsistencyProof, CosignatureIn, InclusionProof, KeysOut, LogEntry
+from api.schemas import MAX_INDEX, ConsistencyProof, CosignatureIn, InclusionProof, KeysOut, LogEntry
 from ledger.audit import iter_entries
 from ledger.bundle import keys_json
 from ledger.canonical import canonical_bytes
@@ -43,8 +43,8 @@ def keys(runtime: RuntimeDep) -> KeysOut:
             "description": "one log entry (SPEC §3) per line"}, **PROBLEM_RESPONSES})  # fmt: skip
 def entries(
     runtime: RuntimeDep,
-    start: Annotated[int, Query(ge=0)] = 0,
-    end: Annotated[int | None, Query(ge=0, description="exclusive; at most start + 1000")] = None,
+    start: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
+    end: Annotated[int | None, Query(ge=0, le=MAX_INDEX, description="exclusive; at most start + 1000")] = None,
 ) -> Response:
     """Log entries [start, end) as JSON lines, each exactly as SPEC §3."""
     size = runtime.ledger.tlog.size
@@ -56,14 +56,14 @@ def entries(
 
 
 @router.get("/entries/{index}", response_model=LogEntry, responses=PROBLEM_RESPONSES)
-def entry(index: int, runtime: RuntimeDep) -> Response:
+def entry(index: Annotated[int, Path(ge=0, le=MAX_INDEX)], runtime: RuntimeDep) -> Response:
     """One log entry, exactly as SPEC §3 (its canonical JSON is the leaf's bytes)."""
     return Response(canonical_bytes(runtime.ledger.tlog.entry(index)), media_type="application/json")
 
 
 @router.get("/proofs/inclusion", response_model=InclusionProof, responses=PROBLEM_RESPONSES)
-def inclusion(runtime: RuntimeDep, index: Annotated[int, Query(ge=0)],
-              size: Annotated[int | None, Query(ge=1)] = None) -> InclusionProof:  # fmt: skip
+def inclusion(runtime: RuntimeDep, index: Annotated[int, Query(ge=0, le=MAX_INDEX)],
+              size: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None) -> InclusionProof:  # fmt: skip
     """The RFC 6962 inclusion proof of entry ``index`` in the tree of ``size`` (latest)."""
     size = size or runtime.ledger.tlog.size
     if index >= size:
@@ -74,8 +74,8 @@ def inclusion(runtime: RuntimeDep, index: Annotated[int, Query(ge=0)],
 
 
 @router.get("/proofs/consistency", response_model=ConsistencyProof, responses=PROBLEM_RESPONSES)
-def consistency(runtime: RuntimeDep, old: Annotated[int, Query(ge=1)],
-                new: Annotated[int | None, Query(ge=1)] = None) -> ConsistencyProof:  # fmt: skip
+def consistency(runtime: RuntimeDep, old: Annotated[int, Query(ge=1, le=MAX_INDEX)],
+                new: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None) -> ConsistencyProof:  # fmt: skip
     """SPEC §7: the consistency proof between the signed checkpoints of sizes ``old``
     and ``new`` (latest by default). Both must be sizes the log signed."""
     tlog = runtime.ledger.tlog
@@ -88,7 +88,7 @@ def consistency(runtime: RuntimeDep, old: Annotated[int, Query(ge=1)],
 
 
 @router.get("/receipts/{index}", response_class=PlainTextResponse, responses={200: TEXT, **PROBLEM_RESPONSES})
-def receipt(index: int, runtime: RuntimeDep) -> str:
+def receipt(index: Annotated[int, Path(ge=0, le=MAX_INDEX)], runtime: RuntimeDep) -> str:
     """The receipt (c2sp.org/tlog-proof@v1, with the entry in ``extra``) of entry ``index``
     against the latest cosigned checkpoint."""
     return runtime.ledger.tlog.receipt(index).tlog_proof

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import RuntimeDep
 from api.problems import PROBLEM_RESPONSES, ProblemError
-from api.schemas import Page, ProjectionOut, Readiness
+from api.schemas import MAX_INDEX, Page, ProjectionOut, Readiness
 from ledger import regions
 from ledger.errors import NotFound
 from projections import actors, custody, registers
@@ -98,7 +98,7 @@ def list_actors(runtime: RuntimeDep, role: str | None = None, jurisdiction: str 
 
 @router.get("/actors/{actor_id}", responses=PROBLEM_RESPONSES)
 def get_actor(actor_id: str, runtime: RuntimeDep,
-              at_index: Annotated[int | None, Query(ge=0, description="as the registry stood after this entry")] = None,
+              at_index: Annotated[int | None, Query(ge=0, le=MAX_INDEX, description="as the registry stood after this entry")] = None,
               ) -> dict[str, Any]:  # fmt: skip
     """An actor, its keys and mandates (with when each was added and revoked), now or
     as the registry stood at a log index."""
@@ -109,7 +109,7 @@ def get_actor(actor_id: str, runtime: RuntimeDep,
 
 
 @router.get("/subjects/{subject}/trail", response_model=Page, responses=PROBLEM_RESPONSES)
-def trail(subject: str, runtime: RuntimeDep, cursor: Annotated[int | None, Query(ge=-1)] = None,
+def trail(subject: str, runtime: RuntimeDep, cursor: Annotated[int | None, Query(ge=-1, le=MAX_INDEX)] = None,
           limit: Limit = 100) -> Page:  # fmt: skip
     """The integrity trail of a subject: its entries with index, leaf hash, statement
     digest, signer and key id (a receipt for each at /v1/log/receipts/{index})."""
