@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import fcntl
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from eventsourcing.persistence import PersistenceError
 
 from ledger.application import RECORD_TOPIC, Ledger
 from ledger.audit import iter_entries
@@ -137,25 +140,36 @@ class Projector:
             return found
 
     def follow(self, stop: threading.Event, *, interval: float = 0.25) -> None:
-        """Keep catching up until ``stop`` is set."""
-        while not stop.is_set():
-            self.catch_up()
-            if self.ledger.backend.kind == "postgres":
-                self._wait_for_notification(stop, interval)
-            else:
-                stop.wait(interval)
+        """Keep catching up until ``stop`` is set. On PostgreSQL a LISTEN/NOTIFY
+        subscription to the application's records wakes the loop at once; the
+        interval is the fallback (and the whole mechanism on SQLite)."""
+        wake = threading.Event()
+        subscription = None
+        if self.ledger.backend.kind == "postgres":
+            position = self.ledger.recorder.max_notification_id() or 0
+            subscription = self.ledger.recorder.subscribe(gt=position, topics=[RECORD_TOPIC])
+            threading.Thread(target=self._listen, args=(subscription, wake), daemon=True,
+                             name="projections-listen").start()  # fmt: skip
+        try:
+            while not stop.is_set():
+                self.catch_up()
+                deadline = time.monotonic() + (interval if subscription is None else interval * 20)
+                while not stop.is_set() and time.monotonic() < deadline:
+                    if wake.wait(0.05):
+                        wake.clear()
+                        stop.wait(0.02)  # the record's entry is integrated right after its commit
+                        break
+        finally:
+            if subscription is not None:
+                subscription.stop()
 
-    def _wait_for_notification(self, stop: threading.Event, interval: float) -> None:
-        position = self.ledger.recorder.max_notification_id() or 0
-        subscription = self.ledger.recorder.subscribe(gt=position, topics=[RECORD_TOPIC])
-        with subscription:
-            waker = threading.Timer(interval * 8, subscription.stop)
-            waker.start()
-            try:
-                for _ in subscription:
-                    break
-            finally:
-                waker.cancel()
+    @staticmethod
+    def _listen(subscription: Any, wake: threading.Event) -> None:
+        try:
+            for _ in subscription:  # ends when the subscription is stopped
+                wake.set()
+        except PersistenceError:
+            pass  # the database went away: the follower falls back to its interval
 
 
 def query(projector: Projector, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
