@@ -8,12 +8,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import problems
 from api.deps import Runtime
 from api.routers import export, log, queries, statements
 from api.settings import Settings
+from api.web import pages
+from api.web.render import STATIC
 from ledger.errors import SaksiError
 
 DESCRIPTION = """
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_exception_handler(RequestValidationError, problems.validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, problems.http_error_handler)
     app.add_exception_handler(Exception, problems.internal_error_handler)
-    for router in (statements.router, log.router, queries.router, export.router):
+    for router in (statements.router, log.router, queries.router, export.router, pages.router):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

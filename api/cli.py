@@ -31,7 +31,7 @@ from ledger.envelope import b64, complete_statement, key_id, raw_public_key, sig
 from ledger.errors import SaksiError
 from ledger.home import Home, HomeError, init_home, read_private_key, record_genesis, write_private_key
 from ledger.registry import GenesisRegistrar
-from ledger.scenario import SimulatedClock, kota_metro
+from ledger.scenario import SimulatedClock, derived_key, kota_metro
 from ledger.witness import Witness, witness_vkey
 
 class OneLineErrors(TyperGroup):
@@ -253,7 +253,7 @@ def submit(
 def verify(
     home: HomeOption = Path(".saksi"),
     database_url: DatabaseOption = None,
-    workers: Annotated[int, typer.Option(help="Processes for signature checks.")] = 2,
+    workers: Annotated[int, typer.Option(help="Threads for signature checks (0: inline).")] = 2,
 ) -> None:
     """Audit the whole ledger database: leaves, tree, checkpoints, signatures and
     mandates (replaying the registry). Exits 0 when all holds, else 1 with the first
@@ -372,7 +372,7 @@ def checkpoint(home: HomeOption = Path(".saksi"), database_url: DatabaseOption =
                 say(client.checkpoint(), end="")
             return
         _, ledger = open_home(home, database_url)
-        say(ledger.tlog.publish(), end="")
+        say(ledger.checkpoint(), end="")
 
 
 @app.command()
@@ -408,7 +408,7 @@ def witness(
                 client.add_cosignature(line)
         else:
             _, ledger = open_home(home, database_url)
-            note = ledger.tlog.publish()
+            note = ledger.checkpoint()
             new_size = notes.parse_note(note).checkpoint.size
             proof = ledger.tlog.consistency_proof(old_size, new_size) if 0 < old_size < new_size else []
             line = _cosign_or_shout(me, note, proof)
@@ -454,6 +454,7 @@ def build_demo(home: Path, *, fresh: bool) -> int:
     created = init_home(
         home, origin="saksi.demo/kota-metro-2024", genesis_actors=[scenario.population.registrar.actor],
         genesis_keys={scenario.population.registrar.actor: scenario.population.registrar.key},
+        log_key=derived_key(scenario.population.seed, "log"),  # the demo is the same everywhere
     )  # fmt: skip
     clock = SimulatedClock()
     ledger = created.open(clock=clock)
@@ -470,7 +471,7 @@ def build_demo(home: Path, *, fresh: bool) -> int:
         write_private_key(home / "demo-keys" / f"{actor}.pem", signer.key)
     # The demo's two independent witnesses cosign the final checkpoint.
     vkey = created.log_vkey()
-    note = ledger.tlog.publish()
+    note = ledger.checkpoint()
     for name in ("witness-bawaslu", "witness-perludem"):
         me = Witness(name, scenario.signer(name).key, vkey, home / f"{name}.state.json")
         ledger.add_cosignature(me.cosign(note, None, now=int(clock.now.timestamp())))

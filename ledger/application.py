@@ -11,6 +11,7 @@ Merkle log and return its receipt. Nothing is written unless all of 1–4 pass.
 from __future__ import annotations
 
 import fcntl
+from concurrent.futures import ThreadPoolExecutor
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, LRUCache
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
@@ -28,8 +29,9 @@ from eventsourcing.utils import get_topic
 from ledger import custody, notes, registry
 from ledger.commitments import Commitment, Pledge, handle_commitment, handle_pledge
 from ledger.custody import Consignment
-from ledger.envelope import Envelope, decode_statement, parse_envelope, verify_signature
+from ledger.envelope import Envelope, decode_b64, decode_statement, parse_envelope, verify_signature
 from ledger.errors import (
+    BadSignature,
     ConcurrentUpdate,
     DuplicateStatementId,
     GenesisViolation,
@@ -195,7 +197,10 @@ class Ledger(Application):
         backend = Backend.parse(database_url)
         environment = {
             **backend.environment(),
-            "AGGREGATE_CACHE_MAXSIZE": "20000",
+            "AGGREGATE_CACHE_MAXSIZE": "50000",
+            # No fast-forward query per cache hit: the cache is cleared instead whenever
+            # another process has written since this one last did (see _fresh_cache).
+            "AGGREGATE_CACHE_FASTFORWARD": "n",
             **(env or {}),
         }
         with schema_lock(backend):
@@ -215,6 +220,8 @@ class Ledger(Application):
             envelope_of=self._envelope_of, checkpoint_file=checkpoint_file,
         )  # fmt: skip
         self._genesis_done = False
+        self._verifier = ThreadPoolExecutor(2, thread_name_prefix="verify")
+        self._cache_mark: int | None = -1
         if not audit:  # an auditor looks at the database as it is and changes nothing
             self.tlog.integrate()
             self.tlog.check_rollback()
@@ -234,63 +241,165 @@ class Ledger(Application):
         return self._submit_many(list(envelopes), strict=False)
 
     def _submit_many(self, envelopes: list[Any], *, strict: bool) -> list[Receipt | Refusal]:
-        accepted: list[tuple[int, str, bool]] = []  # (position, record id, duplicate)
-        results: list[Receipt | Refusal | None] = [None] * len(envelopes)
+        """Check every envelope, save every accepted statement of the batch in one
+        transaction, integrate, sign one checkpoint, and return a receipt or a refusal
+        per item. Signatures are verified on a thread pool before the writer lock is
+        taken (Ed25519 verification releases the GIL: both cores work)."""
         if self.tlog.key is None:
             raise ReadOnly("this ledger process holds no log key and records nothing")
+        results: list[Receipt | Refusal | None] = [None] * len(envelopes)
+        parsed: list[tuple[int, Envelope, Statement]] = []
+        for position, item in enumerate(envelopes):
+            try:
+                # An Envelope object is checked like JSON: the same rules for everyone.
+                envelope = parse_envelope(item.to_json() if isinstance(item, Envelope) else item)
+                parsed.append((position, envelope, decode_statement(envelope)))
+            except Refusal as refusal:
+                if strict:
+                    raise
+                results[position] = refusal
+        verified = self._preverify(parsed)
         with self._writer():
+            self._fresh_cache()
             self.tlog.integrate()  # whatever a crashed writer left behind comes first
-            for position, item in enumerate(envelopes):
+            accepted = self._accept_all(parsed, verified, results, strict=strict)
+            self._cache_mark = self.recorder.max_notification_id()
+            if accepted:
+                self.tlog.integrate()
+                self.tlog.publish()
+                for position, receipt in self.tlog.receipts(accepted).items():
+                    results[position] = receipt
+        return results  # type: ignore[return-value]
+
+    def _preverify(self, parsed: list[tuple[int, Envelope, Statement]]) -> dict[int, bool]:
+        """Verify, where the signer's key is already known, each signature; position →
+        whether it verified. Unknown keys are left to ``_authorise`` (which refuses)."""
+        jobs = []
+        work = UnitOfWork(self)
+        for position, envelope, statement in parsed:
+            actor = work.actor(statement.actor)
+            entry = actor.keys.get(envelope.keyid) if actor is not None else None
+            if entry is not None:
+                jobs.append((position, envelope, decode_b64(entry["key"])))
+
+        def check(job: tuple[int, Envelope, bytes]) -> tuple[int, bool]:
+            try:
+                verify_signature(job[1], job[2])
+            except BadSignature:
+                return job[0], False
+            return job[0], True
+
+        if len(jobs) < 16:
+            return dict(map(check, jobs))
+        return dict(self._verifier.map(check, jobs, chunksize=64))
+
+    def _accept_all(
+        self, parsed: list[tuple[int, Envelope, Statement]], verified: dict[int, bool],
+        results: list[Receipt | Refusal | None], *, strict: bool,
+    ) -> list[tuple[int, str, bool, dict[str, Any]]]:  # fmt: skip
+        """Decide every statement in one unit of work (later items see earlier ones)
+        and save all accepted ones in one transaction; (position, record id, duplicate,
+        envelope) of each accepted one."""
+        work = UnitOfWork(self)
+        accepted: list[tuple[int, str, bool, dict[str, Any]]] = []
+        size = self.tlog.size
+        last = self.tlog.store.entry(size - 1) if size else None
+        last_at = last[2] if last else ""
+        for position, envelope, statement in parsed:
+            try:
+                at = max(format_time(self.clock()), last_at)
+                record_id, duplicate = self._accept(work, envelope, statement, at, verified.get(position))
+            except Refusal as refusal:
+                if strict:
+                    raise
+                results[position] = refusal
+                continue
+            if not duplicate:
+                last_at = at
+            accepted.append((position, record_id, duplicate, envelope.to_json()))
+        if work.changed:
+            try:
+                self.save(*work.changed.values())
+            except IntegrityError:
+                # Only a writer outside the writer lock can get here: decide one by one.
+                self._cache_mark = -1
+                self._fresh_cache()
+                for position, *_ in accepted:
+                    results[position] = None
+                return self._accept_one_by_one(parsed, results, strict=strict)
+        return accepted
+
+    def _accept_one_by_one(
+        self, parsed: list[tuple[int, Envelope, Statement]], results: list[Receipt | Refusal | None],
+        *, strict: bool,
+    ) -> list[tuple[int, str, bool, dict[str, Any]]]:  # fmt: skip
+        accepted = []
+        for position, envelope, statement in parsed:
+            if results[position] is not None:
+                continue
+            for _ in range(SUBMIT_ATTEMPTS):
+                work = UnitOfWork(self)
                 try:
-                    # An Envelope object is checked like JSON: the same rules for everyone.
-                    envelope = parse_envelope(item.to_json() if isinstance(item, Envelope) else item)
-                    statement = decode_statement(envelope)
-                    record_id, duplicate = self._accept(envelope, statement)
+                    record_id, duplicate = self._accept(work, envelope, statement, self._now(), None)
+                    if work.changed:
+                        self.save(*work.changed.values())
+                except IntegrityError:
+                    self._cache_mark = -1
+                    self._fresh_cache()
+                    continue  # another writer changed one of these aggregates: decide again
                 except Refusal as refusal:
                     if strict:
                         raise
                     results[position] = refusal
-                    continue
-                accepted.append((position, record_id, duplicate))
-            if accepted:
-                self.tlog.integrate()
-                self.tlog.publish()
-            for position, record_id, duplicate in accepted:
-                index = self.tlog.store.index_of(record_id)
-                assert index is not None, "an accepted statement is integrated before submit returns"
-                results[position] = self.tlog.receipt(index, duplicate=duplicate)
-        return results  # type: ignore[return-value]
-
-    def _accept(self, envelope: Envelope, statement: Statement) -> tuple[str, bool]:
-        """Check and save one statement; returns (record id, was it a duplicate)."""
-        for _ in range(SUBMIT_ATTEMPTS):
-            work = UnitOfWork(self)
-            existing = work.get(record_uuid(statement.id))
-            if existing is not None:
-                if existing.envelope == envelope.to_json():
-                    return str(existing.id), True
-                raise DuplicateStatementId(
-                    f"statement id {statement.id!r} is already used by another statement "
-                    f"({existing.digest})",
-                    statement_id=statement.id,
+                    break
+                accepted.append((position, record_id, duplicate, envelope.to_json()))
+                break
+            else:
+                refusal = ConcurrentUpdate(
+                    f"statement {statement.id!r} kept conflicting with concurrent writes; submit it again"
                 )
-            at = self._now()
-            mandate = self._authorise(work, envelope, statement, at)
-            self._apply(work, statement, mandate, at)
-            record = Record(
-                statement_id=statement.id, envelope=envelope.to_json(), digest=statement.digest,
-                recorded_at=at, type=statement.type, actor=statement.actor,
-                subject=statement.subject, keyid=envelope.keyid,
-                mandate_id=mandate["id"] if mandate else None,
-            )  # fmt: skip
-            try:
-                self.save(record, *work.changed.values())
-            except IntegrityError:
-                continue  # another writer changed one of these aggregates: decide again
-            return str(record.id), False
-        raise ConcurrentUpdate(
-            f"statement {statement.id!r} kept conflicting with concurrent writes; submit it again"
-        )
+                if strict:
+                    raise refusal
+                results[position] = refusal
+        return accepted
+
+    def _accept(
+        self, work: UnitOfWork, envelope: Envelope, statement: Statement, at: str, verified: bool | None
+    ) -> tuple[str, bool]:
+        """Check one statement and stage its changes in ``work``; returns (record id,
+        was it a duplicate). Raises a Refusal and stages nothing."""
+        existing = work.get(record_uuid(statement.id))
+        if existing is not None:
+            if existing.envelope == envelope.to_json():
+                return str(existing.id), True
+            raise DuplicateStatementId(
+                f"statement id {statement.id!r} is already used by another statement ({existing.digest})",
+                statement_id=statement.id,
+            )
+        mandate = self._authorise(work, envelope, statement, at, verified)
+        self._apply(work, statement, mandate, at)
+        record = Record(
+            statement_id=statement.id, envelope=envelope.to_json(), digest=statement.digest,
+            recorded_at=at, type=statement.type, actor=statement.actor,
+            subject=statement.subject, keyid=envelope.keyid,
+            mandate_id=mandate["id"] if mandate else None,
+        )  # fmt: skip
+        work.put(record)
+        return str(record.id), False
+
+    def _fresh_cache(self) -> None:
+        """If anyone else wrote since this process last looked, forget every cached
+        aggregate (another process may have revoked a key or received a consignment).
+        Called under the writer lock before deciding, and before each query."""
+        mark = self.recorder.max_notification_id()
+        if mark != self._cache_mark and isinstance(self.repository.cache, LRUCache):
+            # A new cache: eventsourcing 9.5's LRUCache.clear() resets its list, not its dict.
+            self.repository.cache = LRUCache(self.repository.cache.maxsize)
+        self._cache_mark = mark
+
+    def close(self) -> None:
+        self._verifier.shutdown(wait=False, cancel_futures=True)
+        super().close()
 
     def _now(self) -> str:
         """The ledger's time for the next entry: never before the last entry's, so the
@@ -326,7 +435,7 @@ class Ledger(Application):
             yield
 
     def _authorise(
-        self, work: UnitOfWork, envelope: Envelope, statement: Statement, at: str
+        self, work: UnitOfWork, envelope: Envelope, statement: Statement, at: str, verified: bool | None
     ) -> dict[str, Any] | None:
         pending = self._pending_genesis(work)
         if pending:
@@ -338,7 +447,10 @@ class Ledger(Application):
                 if m["role"] == "registrar" and m["jurisdiction"] == "ID"
             )
         authorisation = registry.authorise(work, statement, envelope.keyid, at)
-        verify_signature(envelope, authorisation.public_key)
+        if verified is None:
+            verify_signature(envelope, authorisation.public_key)
+        elif not verified:
+            raise BadSignature("signature does not verify", keyid=envelope.keyid)
         return authorisation.mandate
 
     def _pending_genesis(self, work: UnitOfWork) -> list[GenesisRegistrar]:
@@ -364,6 +476,16 @@ class Ledger(Application):
         else:
             existing = work.get(Pledge.create_id(statement.subject))
             work.put(handle_pledge(statement, mandate, existing, at))
+
+    def checkpoint(self) -> str:
+        """The latest checkpoint with its cosignatures, signing one first (under the
+        writer lock) if the log has grown since the last. A process without the log
+        key returns the latest signed one."""
+        if self.tlog.key is None:
+            return self.tlog.latest_note()
+        with self._writer():
+            self.tlog.integrate()
+            return self.tlog.publish()
 
     def add_cosignature(self, line: str, *, size: int | None = None) -> str:
         """Verify a witness's cosignature line on the checkpoint of ``size`` (the
@@ -401,18 +523,21 @@ class Ledger(Application):
     # ---------------------------------------------------------------- queries
 
     def record(self, statement_id: str) -> Record:
+        self._fresh_cache()
         try:
             return self.repository.get(record_uuid(statement_id))  # type: ignore[return-value]
         except AggregateNotFoundError:
             raise NotFound(f"no statement {statement_id!r}") from None
 
     def actor(self, actor_id: str) -> Actor:
+        self._fresh_cache()
         try:
             return self.repository.get(registry.actor_uuid(actor_id))  # type: ignore[return-value]
         except AggregateNotFoundError:
             raise NotFound(f"no actor {actor_id!r}") from None
 
     def consignment(self, consignment_id: str) -> Consignment:
+        self._fresh_cache()
         try:
             return self.repository.get(custody.consignment_uuid(consignment_id))  # type: ignore[return-value]
         except AggregateNotFoundError:

@@ -124,8 +124,9 @@ def init_home(
     genesis_actors: Sequence[str] = ("registrar-kpu-ri",),
     genesis_keys: dict[str, Ed25519PrivateKey] | None = None,
     database_url: str | None = None,
+    log_key: Ed25519PrivateKey | None = None,
 ) -> Home:
-    """Create a ledger home: the log key, the genesis registrars' keys (generated
+    """Create a ledger home: the log key and the genesis registrars' keys (generated
     unless given), the configuration. The caller records the genesis registrations
     (``Ledger.submit``), signed with the genesis keys. Raises HomeError if a ledger
     already lives at ``path``."""
@@ -137,7 +138,7 @@ def init_home(
     except ValueError:
         raise HomeError(f"the origin {origin!r} is not a valid log name (no spaces, no '+')") from None
     path.mkdir(parents=True, exist_ok=True)
-    write_private_key(path / "log.key", Ed25519PrivateKey.generate())
+    write_private_key(path / "log.key", log_key or Ed25519PrivateKey.generate())
     genesis = []
     for actor in genesis_actors:
         key = (genesis_keys or {}).get(actor) or Ed25519PrivateKey.generate()

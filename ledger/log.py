@@ -230,6 +230,27 @@ class IntegrityLog:
             raise NotFound(f"no checkpoint of size {size}")
         return notes.add_cosignatures(note, self.store.cosignatures(size))
 
+    def receipts(self, accepted: Sequence[tuple[int, str, bool, dict[str, Any]]]) -> dict[int, Receipt]:
+        """Receipts for just-integrated statements, given (position, record id,
+        duplicate, envelope); position → Receipt, all against the latest checkpoint."""
+        note = self.latest_note()
+        size = notes.parse_note(note).checkpoint.size
+        located = self.store.locate([record_id for _, record_id, _, _ in accepted])
+        found = {}
+        for position, record_id, duplicate, envelope in accepted:
+            index, recorded_at = located[record_id]
+            assert index < size, "an accepted statement is integrated and signed before submit returns"
+            data = leaf_bytes(index, recorded_at, envelope)
+            text = notes.format_receipt(
+                leaf_bytes=data, index=index, proof=self.inclusion_proof(index, size), checkpoint_note=note
+            )
+            found[position] = Receipt(
+                index=index, statement_digest=statement_digest(decode_b64(envelope["payload"])),
+                leaf_hash=merkle.leaf_hash(data), recorded_at=recorded_at, tlog_proof=text,
+                duplicate=duplicate,
+            )  # fmt: skip
+        return found
+
     def receipt(self, index: int, *, duplicate: bool = False) -> Receipt:
         """A receipt for entry ``index`` against the latest checkpoint that holds it."""
         note = self.latest_note()

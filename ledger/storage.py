@@ -180,6 +180,20 @@ class LogStore:
         row = self._one(f"SELECT idx FROM {self.t['entries']} WHERE digest = ?", (digest,))
         return row["idx"] if row else None
 
+    def locate(self, record_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """record id → (index, recorded_at) for those of ``record_ids`` in the log."""
+        found: dict[str, tuple[int, str]] = {}
+        wanted = list(dict.fromkeys(record_ids))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self._all(
+                f"SELECT idx, record_id, recorded_at FROM {self.t['entries']} "
+                f"WHERE record_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update((r["record_id"], (r["idx"], r["recorded_at"])) for r in rows)
+        return found
+
     def index_of(self, record_id: str) -> int | None:
         row = self._one(f"SELECT idx FROM {self.t['entries']} WHERE record_id = ?", (record_id,))
         return row["idx"] if row else None

@@ -362,3 +362,14 @@ def statement_dict(
     }
     found.update(extra)
     return found
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without SAKSI_TEST_POSTGRES_URL the PostgreSQL leg is not part of the run (it is
+    deselected, and the summary says how many); with it, those tests must pass."""
+    if os.environ.get("SAKSI_TEST_POSTGRES_URL"):
+        return
+    postgres = [item for item in items if item.get_closest_marker("postgres")]
+    if postgres:
+        config.hook.pytest_deselected(items=postgres)
+        items[:] = [item for item in items if not item.get_closest_marker("postgres")]

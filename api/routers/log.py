@@ -24,7 +24,7 @@ TEXT = {"content": {"text/plain": {}}}
 @router.get("/checkpoint", response_class=PlainTextResponse, responses={200: TEXT})
 def checkpoint(runtime: RuntimeDep) -> str:
     """The latest signed checkpoint (C2SP signed note) with its cosignatures."""
-    return runtime.ledger.tlog.publish()
+    return runtime.ledger.checkpoint()
 
 
 @router.get("/key", response_class=PlainTextResponse, responses={200: TEXT})
@@ -79,7 +79,7 @@ def consistency(runtime: RuntimeDep, old: Annotated[int, Query(ge=1, le=MAX_INDE
     """SPEC §7: the consistency proof between the signed checkpoints of sizes ``old``
     and ``new`` (latest by default). Both must be sizes the log signed."""
     tlog = runtime.ledger.tlog
-    new_note = tlog.note(new) if new else tlog.publish()
+    new_note = tlog.note(new) if new else runtime.ledger.checkpoint()
     new_size = new or int(new_note.split("\n")[1])
     if old > new_size:
         raise ProblemError(422, f"old ({old}) is larger than new ({new_size})")
