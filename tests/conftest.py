@@ -249,10 +249,12 @@ def make_world() -> Iterator[WorldFactory]:
         ledger.close()
 
 
-@pytest.fixture
-def world(make_world: WorldFactory) -> World:
-    """A memory ledger with its genesis registrar recorded."""
-    return make_world("memory:")
+@pytest.fixture(params=["memory"] + BACKENDS[2:])
+def world(request: pytest.FixtureRequest, tmp_path: Path, make_world: WorldFactory) -> Iterator[World]:
+    """A ledger with its genesis registrar recorded: in memory, and on PostgreSQL too
+    when SAKSI_TEST_POSTGRES_URL is set (so every invariant and refusal test runs there)."""
+    with database_url(request.param, tmp_path) as url:
+        yield make_world(url)
 
 
 @pytest.fixture
