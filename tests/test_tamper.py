@@ -227,7 +227,8 @@ def test_rolled_back_file_is_refused_at_start_and_by_a_witness(template: Path, t
     home = tmp_path / "home"
     shutil.copytree(template, home)
     old_copy = tmp_path / "old.sqlite"
-    shutil.copy(home / "saksi.sqlite", old_copy)
+    with sqlite3.connect(home / "saksi.sqlite") as source, sqlite3.connect(old_copy) as target:
+        source.backup(target)  # the WAL's pages too, as a real backup would
     loaded = Home.load(home)
     scenario = kota_metro()
     ledger = loaded.open()
