@@ -375,3 +375,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if postgres:
         config.hook.pytest_deselected(items=postgres)
         items[:] = [item for item in items if not item.get_closest_marker("postgres")]
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Kota Metro demo home with its projections built, once per session; tests
+    copy it before writing."""
+    from api.cli import build_demo
+    from ledger.home import Home
+    from projections.runner import Projector
+
+    template = tmp_path_factory.mktemp("demo") / "home"
+    build_demo(template, fresh=True)
+    ledger = Home.load(template).open()
+    try:
+        Projector(ledger).catch_up()
+    finally:
+        ledger.close()
+    return template
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (for tests marked postgres, which run only when
+    SAKSI_TEST_POSTGRES_URL is set, and then fail if it is unreachable)."""
+    with fresh_postgres_database(os.environ["SAKSI_TEST_POSTGRES_URL"]) as url:
+        yield url

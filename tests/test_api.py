@@ -1,6 +1,6 @@
 """The HTTP API, end to end, over the Kota Metro demo ledger.
 
-The demo home is built once per session (``_demo_template``) with its projections
+The demo home is built once per session (``demo_template`` in conftest) with its projections
 already caught up; read-only tests share one copy and one app, tests that write get
 their own copy. Everything a test checks is checked the way an outside auditor
 would: receipts, checkpoints, proofs and bundles with ``ledger.notes``,
@@ -40,7 +40,6 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.cli import build_demo
 from api.client import Client, ServerError
 from api.settings import Settings
 from ledger import merkle, notes
@@ -53,7 +52,6 @@ from ledger.registry import GenesisRegistrar
 from ledger.scenario import kota_metro
 from ledger.statements import format_time
 from ledger.witness import Witness
-from projections.runner import Projector
 
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://saksi.id/problems/"
@@ -67,28 +65,6 @@ PROJECTIONS = {"custody", "readiness", "commitments", "pledges", "actors", "trai
 # ---------------------------------------------------------------- the demo home
 
 
-def _demo_template(factory: pytest.TempPathFactory) -> Path:
-    """The Kota Metro demo home with its projections built, once per session (both
-    API and CLI modules reuse it; each copies it before writing)."""
-    template = factory.getbasetemp() / "saksi-demo-template"
-    if (template / ".complete").exists():
-        return template
-    building = factory.mktemp("demo-building") / "home"
-    build_demo(building, fresh=True)
-    ledger = Home.load(building).open()
-    try:
-        Projector(ledger).catch_up()
-    finally:
-        ledger.close()
-    shutil.rmtree(template, ignore_errors=True)
-    shutil.copytree(building, template)
-    (template / ".complete").write_text("ok")
-    return template
-
-
-@pytest.fixture(scope="module")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _demo_template(tmp_path_factory)
 
 
 def _copy(template: Path, target: Path) -> Path:

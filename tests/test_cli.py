@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import shutil
 import socket
 import subprocess
@@ -30,7 +29,7 @@ from click.testing import Result
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
-from api.cli import app, build_demo
+from api.cli import app
 from ledger import notes
 from ledger.bundle import witness_vkeys
 from ledger.canonical import canonical_bytes
@@ -55,28 +54,6 @@ runner = CliRunner()
 # ---------------------------------------------------------------- the demo home
 
 
-def _demo_template(factory: pytest.TempPathFactory) -> Path:
-    """The Kota Metro demo home with its projections built, once per session (shared
-    with tests/test_api.py through the session's base temp directory)."""
-    template = factory.getbasetemp() / "saksi-demo-template"
-    if (template / ".complete").exists():
-        return template
-    building = factory.mktemp("demo-building") / "home"
-    build_demo(building, fresh=True)
-    ledger = Home.load(building).open()
-    try:
-        Projector(ledger).catch_up()
-    finally:
-        ledger.close()
-    shutil.rmtree(template, ignore_errors=True)
-    shutil.copytree(building, template)
-    (template / ".complete").write_text("ok")
-    return template
-
-
-@pytest.fixture(scope="module")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _demo_template(tmp_path_factory)
 
 
 @pytest.fixture

@@ -32,11 +32,8 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.cli import build_demo
 from api.settings import Settings
 from ledger import notes
-from ledger.home import Home
-from projections.runner import Projector
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -56,28 +53,6 @@ TPS = "18.72.01.1001.001"
 # ---------------------------------------------------------------- the demo home
 
 
-def _demo_template(factory: pytest.TempPathFactory) -> Path:
-    """The Kota Metro demo home with its projections built, once per session (shared
-    with tests/test_api.py and tests/test_cli.py through the session's base temp directory)."""
-    template = factory.getbasetemp() / "saksi-demo-template"
-    if (template / ".complete").exists():
-        return template
-    building = factory.mktemp("demo-building") / "home"
-    build_demo(building, fresh=True)
-    ledger = Home.load(building).open()
-    try:
-        Projector(ledger).catch_up()
-    finally:
-        ledger.close()
-    shutil.rmtree(template, ignore_errors=True)
-    shutil.copytree(building, template)
-    (template / ".complete").write_text("ok")
-    return template
-
-
-@pytest.fixture(scope="module")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _demo_template(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,10 @@ LISTEN/NOTIFY and survive a worker restart."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,19 +19,9 @@ from ledger.home import Home
 from ledger.scenario import kota_metro
 from projections.custody import consignment
 from projections.runner import Projector, query
-from tests.conftest import fresh_postgres_database
 
 pytestmark = pytest.mark.postgres
 runner = CliRunner()
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    server = os.environ.get("SAKSI_TEST_POSTGRES_URL")
-    if not server:
-        pytest.fail("SAKSI_TEST_POSTGRES_URL is not set: the PostgreSQL tests cannot run")
-    with fresh_postgres_database(server) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

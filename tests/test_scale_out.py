@@ -6,14 +6,12 @@ and the full audit is clean."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,6 @@ from ledger.canonical import strict_loads
 from ledger.envelope import Envelope, decode_b64, decode_statement, sign_statement, statement_digest
 from ledger.home import init_home, record_genesis
 from ledger.scenario import NATIONAL_ACTORS, Population, RegencyScenario, Scenario
-from tests.conftest import fresh_postgres_database
 
 pytestmark = pytest.mark.postgres
 
@@ -38,15 +35,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    server = os.environ.get("SAKSI_TEST_POSTGRES_URL")
-    if not server:
-        pytest.fail("SAKSI_TEST_POSTGRES_URL is not set: the PostgreSQL scale-out test cannot run")
-    with fresh_postgres_database(server) as url:
-        yield url
 
 
 def rival(envelope: Envelope, population: Population) -> Envelope:
