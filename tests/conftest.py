@@ -381,11 +381,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Kota Metro demo home with its projections built, once per session; tests
     copy it before writing."""
+    return build_demo_template(tmp_path_factory)
+
+
+def build_demo_template(factory: pytest.TempPathFactory) -> Path:
+    """The session's demo home (built on first use)."""
     from api.cli import build_demo
     from ledger.home import Home
     from projections.runner import Projector
 
-    template = tmp_path_factory.mktemp("demo") / "home"
+    template = factory.getbasetemp() / "saksi-demo-template"
+    if (template / "saksi.toml").exists():
+        return template
     build_demo(template, fresh=True)
     ledger = Home.load(template).open()
     try:

@@ -52,6 +52,7 @@ from ledger.registry import GenesisRegistrar
 from ledger.scenario import kota_metro
 from ledger.statements import format_time
 from ledger.witness import Witness
+from tests.conftest import build_demo_template
 
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://saksi.id/problems/"
@@ -60,6 +61,7 @@ SCENARIO = kota_metro()
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 PROJECTIONS = {"custody", "readiness", "commitments", "pledges", "actors", "trail"}
+_demo_template = build_demo_template  # for the modules that build on this one
 
 
 # ---------------------------------------------------------------- the demo home
