@@ -208,7 +208,10 @@ class IntegrityLog:
         if self.checkpoint_file is not None:
             # The promise goes to disk first: whatever the database does next, the
             # log can never sign a checkpoint inconsistent with this one.
-            temporary = self.checkpoint_file.with_suffix(".tmp")
+            # A name of its own: several processes may sign (the same note) at once.
+            temporary = self.checkpoint_file.with_name(
+                f"{self.checkpoint_file.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+            )
             with open(temporary, "w", encoding="utf-8") as handle:
                 handle.write(note)
                 handle.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import tempfile
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -38,7 +39,8 @@ async def export(runtime: RuntimeDep, subject: str | None = None, full: bool = F
         finally:
             spool.close()
 
-    name = "saksi-full.zip" if full else f"saksi-{subject}.zip"
+    # A header is latin-1: the file name keeps only safe ASCII of the subject.
+    name = "saksi-full.zip" if full else "saksi-" + re.sub(r"[^A-Za-z0-9._-]", "_", subject or "") + ".zip"
     return StreamingResponse(chunks(), media_type="application/zip",
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import ValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 
 from api.deps import RuntimeDep
 from api.problems import PROBLEM_RESPONSES, ProblemError
+from api.routers.statements import read_body
 from api.schemas import MAX_INDEX, ConsistencyProof, CosignatureIn, InclusionProof, KeysOut, LogEntry
 from ledger.audit import iter_entries
 from ledger.bundle import keys_json
@@ -94,9 +96,19 @@ def receipt(index: Annotated[int, Path(ge=0, le=MAX_INDEX)], runtime: RuntimeDep
     return runtime.ledger.tlog.receipt(index).tlog_proof
 
 
-@router.post("/cosignatures", response_class=PlainTextResponse, responses={200: TEXT, **PROBLEM_RESPONSES})
-async def add_cosignature(body: CosignatureIn, runtime: RuntimeDep) -> str:
+@router.post(
+    "/cosignatures", response_class=PlainTextResponse, responses={200: TEXT, **PROBLEM_RESPONSES},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": CosignatureIn.model_json_schema()}}}},
+)  # fmt: skip
+async def add_cosignature(request: Request, runtime: RuntimeDep) -> str:
     """A witness's cosignature (C2SP tlog-cosignature) on a checkpoint; verified against
     the registry (a registered witness with a mandate for ID) and stored. Returns the
-    cosigned checkpoint."""
+    cosigned checkpoint. The body is size-checked before it is read in full."""
+    raw = await read_body(request, runtime.settings.max_body_bytes)
+    try:
+        body = CosignatureIn.model_validate_json(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise ProblemError(422, f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     return await run_in_threadpool(runtime.ledger.add_cosignature, body.cosignature, size=body.size)

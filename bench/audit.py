@@ -1,0 +1,171 @@
+"""Audit (issue item 4): ``saksi verify`` over the whole log against raw Ed25519
+verification of the same signatures on one core; and the audit's peak memory at
+two log sizes, ten times apart, each measured in a fresh process.
+
+The memory ledgers are prefixes of one national corpus (a log at 100 k entries is
+what the same log at 1 M entries was earlier), built once through
+``Ledger.submit_batch`` with the scenario's clock and cached under
+``bench/cache/ledgers/`` keyed by the ledger's source hash.
+
+``python -m bench.audit peak HOME`` audits HOME and prints, as JSON, its entries,
+seconds and peak RSS (this process's VmHWM, and its largest child process if any);
+``python -m bench.audit trace HOME`` prints the top allocation sites alive at the
+end of the audit (tracemalloc).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+import tracemalloc
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.corpus import Corpus
+from bench.measure import ROOT, step
+from ledger.audit import audit_ledger
+from ledger.home import Home
+from ledger.scenario import SimulatedClock
+
+VERIFY = [sys.executable, "-c", "from api.cli import main; main()", "verify"]
+
+
+def saksi_verify(home: Path) -> float:
+    """Wall seconds of ``saksi verify --home HOME`` (a new process, as a user runs it)."""
+    started = time.perf_counter()
+    done = subprocess.run([*VERIFY, "--home", str(home)], cwd=ROOT, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0 or "ok:" not in done.stdout:
+        raise RuntimeError(f"saksi verify failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-1500:]}")
+    return seconds
+
+
+def audit_target(home: Path) -> None:
+    """What the profile runs: ``audit_ledger`` as ``saksi verify`` calls it (two workers)."""
+    loaded = Home.load(home)
+    ledger = loaded.open(audit=True)
+    try:
+        audit_ledger(ledger, log_key=loaded.log_vkey(), checkpoint_file=loaded.checkpoint_file, workers=2)
+    finally:
+        ledger.close()
+
+
+def peak(home: Path) -> dict[str, Any]:
+    """Audit ``home`` in a new process; its entries, seconds and peak RSS in KiB."""
+    done = subprocess.run([sys.executable, "-m", "bench.audit", "peak", str(home)], cwd=ROOT,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.audit peak failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def trace(home: Path) -> list[tuple[str, float, int]]:
+    """Top allocation sites (file:line, MiB, blocks) alive when the audit has replayed every
+    entry, in a new process under tracemalloc."""
+    done = subprocess.run([sys.executable, "-m", "bench.audit", "trace", str(home)], cwd=ROOT,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.audit trace failed: {done.stderr[-2000:]}")
+    return [tuple(row) for row in json.loads(done.stdout.strip().splitlines()[-1])]  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- the memory ledgers
+
+
+def ledger_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "ledger").rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def fixture(corpus: Corpus, size: int, *, cache: Path) -> Path:
+    """A ledger home holding the first ``size`` statements of ``corpus``, built once."""
+    name = f"{corpus.seed}-{corpus.scale:g}-{size}"
+    folder = cache / "ledgers" / f"{name}-{ledger_hash()}"
+    if (folder / "complete").exists():
+        return folder
+    for stale in (cache / "ledgers").glob(f"{name}-*"):
+        shutil.rmtree(stale)  # built by another version of ledger/
+    with step(f"building the {size}-entry audit-memory ledger (cached afterwards)"):
+        home = corpus.new_home(folder)
+        clock = SimulatedClock()
+        ledger = home.open(clock=clock)
+        try:
+            for chunk in corpus.timed_chunks(1000, 0, size):
+                clock.now = datetime.fromisoformat(chunk[-1][0])
+                results = ledger.submit_batch([envelope for _, envelope in chunk])
+                refused = [r for r in results if not hasattr(r, "index")]
+                if refused:
+                    raise RuntimeError(f"{len(refused)} statements refused, first: {refused[0]}")
+        finally:
+            ledger.close()
+        (folder / "complete").write_text(f"{size}\n")
+    return folder
+
+
+# ---------------------------------------------------------------- in the measured process
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set (VmHWM), in KiB. Not ``ru_maxrss``: on Linux that
+    keeps the parent's peak across fork and exec, so a small child of a big benchmark
+    process would report the parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux: the best there is
+
+
+def _peak(home: Path) -> None:
+    loaded = Home.load(home)
+    ledger = loaded.open(audit=True)
+    started = time.perf_counter()
+    report = audit_ledger(ledger, log_key=loaded.log_vkey(), checkpoint_file=loaded.checkpoint_file, workers=2)
+    seconds = time.perf_counter() - started
+    ledger.close()
+    print(json.dumps({
+        "entries": report.size, "seconds": seconds,
+        "self_kib": peak_rss_kib(),
+        "workers_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    }))  # fmt: skip
+
+
+def _trace(home: Path) -> None:
+    loaded = Home.load(home)
+    ledger = loaded.open(audit=True)
+    size = ledger.tlog.size
+    snapshots: list[tracemalloc.Snapshot] = []
+
+    def progress(done: int) -> None:
+        if done == size and not snapshots:  # every entry replayed; the registry is still alive
+            snapshots.append(tracemalloc.take_snapshot())
+
+    tracemalloc.start(1)
+    audit_ledger(ledger, log_key=loaded.log_vkey(), checkpoint_file=loaded.checkpoint_file,
+                 workers=2, progress=progress)  # fmt: skip
+    ledger.close()
+    top = snapshots[0].statistics("lineno")[:12] if snapshots else []
+    rows = []
+    for stat in top:
+        frame = stat.traceback[0]
+        where = frame.filename
+        for marker in (str(ROOT) + "/", "site-packages/", "lib/python3.11/"):
+            where = where.split(marker, 1)[-1]
+        rows.append((f"{where}:{frame.lineno}", round(stat.size / 2**20, 2), stat.count))
+    print(json.dumps(rows))
+
+
+def main() -> None:
+    mode, home = sys.argv[1], Path(sys.argv[2])
+    {"peak": _peak, "trace": _trace}[mode](home)
+
+
+if __name__ == "__main__":
+    main()

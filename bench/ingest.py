@@ -1,0 +1,281 @@
+"""Ingest (issue item 2): batches through ``POST /v1/statements/batch`` on a real
+uvicorn server, single statements through ``POST /v1/statements`` against a bare
+endpoint on the same server, and ``Ledger.submit`` directly.
+
+One run, on a fresh ledger home:
+
+1. the server ingests statements ``[0, N-K)`` in batches of ``batch`` (one client,
+   bodies encoded before the clock starts, the time of each request summed);
+2. the home is copied (SQLite backup API);
+3. the last ``K`` statements go one request each to ``POST /v1/statements``, and
+   the same envelopes to the bare ``POST /bench/verify``, interleaved by hundreds;
+4. the copy takes the same ``K`` statements through ``Ledger.submit`` in-process.
+
+Baselines, in the same run: raw eventsourcing saves of one equivalent event per
+statement (``Record.Accepted``, 100 aggregates per ``save``) plus raw Ed25519
+verification of the same envelopes with ``cryptography`` on one core.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eventsourcing.application import Application
+
+from bench.corpus import Corpus
+from bench.measure import ROOT, Stopwatch
+from ledger.application import Record
+from ledger.envelope import decode_b64, statement_digest
+from ledger.home import Home
+from ledger.statements import format_time
+
+SAVE_BATCH = 100  # aggregates per eventsourcing save in the baseline
+JSON = {"content-type": "application/json"}
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def record_fields(envelope: dict[str, Any], recorded_at: str) -> dict[str, Any]:
+    """What ``Ledger`` puts in a ``Record.Accepted`` event for ``envelope``."""
+    payload = decode_b64(envelope["payload"])
+    statement = json.loads(payload)
+    return {
+        "statement_id": statement["id"], "envelope": envelope, "digest": statement_digest(payload),
+        "recorded_at": recorded_at, "type": statement["type"], "actor": statement["actor"],
+        "subject": statement["subject"], "keyid": envelope["signatures"][0]["keyid"], "mandate_id": "m1",
+    }  # fmt: skip
+
+
+def raw_saves(corpus: Corpus, start: int, end: int, database: Path) -> float:
+    """Seconds to create and save one Record aggregate per statement, 100 per save,
+    with eventsourcing's SQLite recorder in a fresh database file."""
+    for leftover in database.parent.glob(database.name + "*"):
+        leftover.unlink()
+    app = Application(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(database),
+                           "SQLITE_LOCK_TIMEOUT": "30"})  # fmt: skip
+    watch = Stopwatch()
+    recorded_at = format_time(datetime.now(UTC))
+    try:
+        for chunk in corpus.chunks(SAVE_BATCH, start, end):
+            fields = [record_fields(envelope, recorded_at) for envelope in chunk]
+            with watch:
+                app.save(*(Record(**f) for f in fields))
+    finally:
+        app.close()
+    return watch.seconds
+
+
+def raw_verify(corpus: Corpus, start: int, end: int) -> float:
+    """Seconds to verify the signatures of statements [start, end) with ``cryptography``,
+    one after the other on one core (keys, messages and signatures decoded beforehand)."""
+    watch = Stopwatch()
+    for chunk in corpus.chunks(1000, start, end):
+        triples = corpus.triples(chunk)
+        with watch:
+            for public_key, message, signature in triples:
+                Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    return watch.seconds
+
+
+# ---------------------------------------------------------------- the server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``python -m bench.server`` on a free port, for one ``with`` block."""
+
+    def __init__(self, home: Path, keys: Path, log: Path) -> None:
+        self.home, self.keys, self.log = home, keys, log
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bench.server", "--home", str(self.home), "--port", str(self.port),
+                 "--keys", str(self.keys)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the benchmark server exited with {self.process.returncode}; see {self.log}")
+            try:
+                if httpx.get(self.url + "/v1/log/key", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"the benchmark server did not answer within 120 s; see {self.log}")
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:  # fmt: skip
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)  # uvicorn shuts down gracefully
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def copy_home(source: Path, target: Path) -> None:
+    """Copy a ledger home; the database through SQLite's online backup (the server is idle)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("saksi.sqlite*"))
+    with sqlite3.connect(source / "saksi.sqlite") as a, sqlite3.connect(target / "saksi.sqlite") as b:
+        a.backup(b)
+    a.close()
+    b.close()
+
+
+def database_bytes(home: Path) -> int:
+    return sum(p.stat().st_size for p in home.glob("saksi.sqlite*") if p.is_file())
+
+
+# ---------------------------------------------------------------- our paths
+
+
+def post_batches(client: httpx.Client, corpus: Corpus, start: int, end: int, batch: int) -> float:
+    """Seconds of ``POST /v1/statements/batch`` requests for [start, end). Every item must be 201."""
+    watch = Stopwatch()
+    for chunk in corpus.chunks(batch, start, end):
+        body = ("[" + ",".join(json.dumps(e, separators=(",", ":")) for e in chunk) + "]").encode()
+        with watch:
+            response = client.post("/v1/statements/batch", content=body, headers=JSON)
+        if response.status_code != 200:
+            raise RuntimeError(f"batch refused: {response.status_code} {response.text[:500]}")
+        refused = [item for item in response.json() if item["status"] != 201]
+        if refused:
+            raise RuntimeError(f"{len(refused)} statements refused, first: {refused[0]}")
+    return watch.seconds
+
+
+def post_singles(client: httpx.Client, corpus: Corpus, start: int, end: int) -> tuple[float, float]:
+    """(seconds of ``POST /v1/statements``, seconds of the bare ``POST /bench/verify``) for the
+    same envelopes, interleaved by hundreds. Each must be 201, and 200 for the bare one."""
+    ours, bare = Stopwatch(), Stopwatch()
+    for number, chunk in enumerate(corpus.chunks(100, start, end)):
+        bodies = [json.dumps(e, separators=(",", ":")).encode() for e in chunk]
+        order = [("bare", bare), ("ours", ours)]
+        for name, watch in order if number % 2 == 0 else reversed(order):
+            path, expected = ("/bench/verify", 200) if name == "bare" else ("/v1/statements", 201)
+            for body in bodies:
+                with watch:
+                    response = client.post(path, content=body, headers=JSON)
+                if response.status_code != expected:
+                    raise RuntimeError(f"{path}: {response.status_code} {response.text[:500]}")
+    return ours.seconds, bare.seconds
+
+
+def submit_direct(home: Path, corpus: Corpus, start: int, end: int) -> float:
+    """Seconds of ``Ledger.submit`` calls, one statement each, for [start, end)."""
+    ledger = Home.load(home).open()
+    watch = Stopwatch()
+    try:
+        for chunk in corpus.chunks(100, start, end):
+            for envelope in chunk:
+                with watch:
+                    ledger.submit(envelope)
+    finally:
+        ledger.close()
+    return watch.seconds
+
+
+def write_keys(corpus: Corpus, start: int, end: int, path: Path) -> None:
+    """The keys of the signers of [start, end), for the bare endpoint."""
+    wanted = {e["signatures"][0]["keyid"] for e in corpus.envelopes(start, end)}
+    with open(path, "w") as handle:
+        for keyid in sorted(wanted):
+            handle.write(f"{keyid}\t{base64.b64encode(corpus.keys[keyid]).decode()}\n")
+
+
+# ---------------------------------------------------------------- one run
+
+
+@dataclass
+class IngestRun:
+    batch_items: int
+    single_items: int
+    http_batch: float
+    http_single: float
+    bare_single: float
+    direct_single: float
+    saves_batch: float
+    verify_batch: float
+    saves_single: float
+    verify_single: float
+    database_bytes: int
+    home: Path
+
+
+def run(corpus: Corpus, folder: Path, *, number: int, single: int, batch: int,
+        keep_copy: bool = False) -> IngestRun:  # fmt: skip
+    """One ingest run in ``folder``; leaves the full ledger in ``folder/home`` (and, with
+    ``keep_copy``, the ledger holding only [0, N-K) in ``folder/before-singles``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n = corpus.size
+    cut = n - single
+    home, copy = folder / "home", folder / "copy"
+    corpus.new_home(home)
+    keys = folder / "keys.tsv"
+    write_keys(corpus, cut, n, keys)
+
+    def baselines() -> tuple[float, float, float, float]:
+        return (raw_saves(corpus, 0, cut, folder / "raw.sqlite"), raw_verify(corpus, 0, cut),
+                raw_saves(corpus, cut, n, folder / "raw.sqlite"), raw_verify(corpus, cut, n))  # fmt: skip
+
+    base = baselines() if number % 2 else None
+    with Server(home, keys, folder / "server.log") as server, httpx.Client(base_url=server.url, timeout=600) as client:
+        http_batch = post_batches(client, corpus, 0, cut, batch)
+        copy_home(home, copy)
+        if keep_copy:
+            copy_home(home, folder / "before-singles")
+        http_single, bare_single = post_singles(client, corpus, cut, n)
+    direct_single = submit_direct(copy, corpus, cut, n)
+    shutil.rmtree(copy)
+    if base is None:
+        base = baselines()
+    for leftover in folder.glob("raw.sqlite*"):
+        leftover.unlink()
+    return IngestRun(cut, single, http_batch, http_single, bare_single, direct_single, *base,
+                     database_bytes=database_bytes(home), home=home)  # fmt: skip
+
+
+def submit_in_process(home: Path, corpus: Corpus, start: int, end: int, *, batch: int | None) -> None:
+    """What the profiles run: [start, end) through ``Ledger.submit_batch`` in lists of
+    ``batch``, or through ``Ledger.submit`` one by one when ``batch`` is None."""
+    ledger = Home.load(home).open()
+    try:
+        for chunk in corpus.chunks(batch or 100, start, end):
+            if batch:
+                refused = [r for r in ledger.submit_batch(chunk) if not hasattr(r, "index")]
+                if refused:
+                    raise RuntimeError(f"{len(refused)} refused, first: {refused[0]}")
+            else:
+                for envelope in chunk:
+                    ledger.submit(envelope)
+    finally:
+        ledger.close()
