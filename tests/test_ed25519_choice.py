@@ -43,13 +43,11 @@ def test_cryptography_verdict(case: dict[str, object]) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=NAMES)
 def test_pynacl_verdict(case: dict[str, object]) -> None:
-    pytest.importorskip("nacl.signing", reason="PyNaCl is not a dependency of the project")
     assert accepts_pynacl(*arguments(case)) is case["pynacl"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=NAMES)
 def test_libraries_agree_except_on_small_order_and_non_canonical_points(case: dict[str, object]) -> None:
-    pytest.importorskip("nacl.signing", reason="PyNaCl is not a dependency of the project")
     crypto, nacl = accepts_cryptography(*arguments(case)), accepts_pynacl(*arguments(case))
     if case["name"] in DISAGREE:
         assert (crypto, nacl) == (True, False), "a known disagreement changed"
