@@ -55,6 +55,17 @@ class Sql:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self.run(sql, params).cursor.fetchall())
 
+    def take_write_lock(self, table: str) -> None:
+        """SQLite: take the database's write lock before the transaction reads.
+
+        eventsourcing opens deferred transactions; one that reads and then writes
+        cannot wait for the lock when another process committed since its read
+        ("database is locked" at once, whatever the busy timeout). A write as the
+        first statement waits for the lock, and the reads after it see the latest
+        commit. PostgreSQL needs nothing here."""
+        if not self.postgres:
+            self.run(f"UPDATE {table} SET position = position WHERE 0")
+
 
 def dumps(value: Any) -> str:
     """JSON for a view column: canonical, so digests never depend on dict order."""

@@ -8,6 +8,7 @@ catches up whenever something is recorded.
 from __future__ import annotations
 
 import fcntl
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +26,8 @@ from projections.actors import ActorsProjection, TrailProjection
 from projections.base import Entry, Projection, Sql
 from projections.custody import CustodyProjection, ReadinessProjection
 from projections.registers import CommitmentsProjection, PledgesProjection
+
+log = logging.getLogger("saksi.projections")
 
 TRACKING = "saksi_projections"
 PROJECTION_LOCK_ID = 0x5A4B5350  # PostgreSQL advisory lock: one projecting process at a time
@@ -53,6 +56,7 @@ class Projector:
         self._lock = threading.Lock()
         with schema_lock(ledger.backend), self.sql(commit=True) as sql:
             sql.run(f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
+            sql.take_write_lock(TRACKING)
             for projection in self.projections:
                 projection.create(sql)
                 if sql.one(f"SELECT position FROM {TRACKING} WHERE name = ?", (projection.name,)) is None:
@@ -92,6 +96,7 @@ class Projector:
                 with self._process_lock(), self.sql(commit=True) as sql:
                     if sql.postgres:  # released at commit or rollback
                         sql.run("SELECT pg_advisory_xact_lock(?)", (PROJECTION_LOCK_ID,))
+                    sql.take_write_lock(TRACKING)
                     current = sql.all(f"SELECT name, position FROM {TRACKING}")
                     if {r["name"]: r["position"] for r in current if r["name"] in self.by_name} != positions:
                         continue  # another process projected meanwhile: look again
@@ -152,7 +157,12 @@ class Projector:
                              name="projections-listen").start()  # fmt: skip
         try:
             while not stop.is_set():
-                self.catch_up()
+                try:
+                    self.catch_up()
+                except PersistenceError as error:  # the database was busy or went away: try again
+                    log.warning("projections: catching up failed, retrying: %r", error)
+                    stop.wait(interval)
+                    continue
                 deadline = time.monotonic() + (interval if subscription is None else interval * 20)
                 while not stop.is_set() and time.monotonic() < deadline:
                     if wake.wait(0.05):
