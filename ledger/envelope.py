@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ledger.canonical import JSONRefused, canonical_bytes, strict_loads
-from ledger.errors import BadSignature, MalformedEnvelope, NotCanonical
-from ledger.statements import Statement, format_time
+from ledger.errors import BadSignature, EnvelopeTooLarge, MalformedEnvelope, MalformedStatement, NotCanonical
+from ledger.statements import MAX_STATEMENT_BYTES, Statement, format_time
 
 PAYLOAD_TYPE = "application/vnd.saksi.statement+json"
 MAX_ENVELOPE_BYTES = 64 * 1024
@@ -107,11 +107,15 @@ def complete_statement(statement: dict[str, Any]) -> dict[str, Any]:
 
 
 def sign_statement(statement: dict[str, Any], key: Ed25519PrivateKey) -> Envelope:
-    """Canonicalise ``statement`` and sign it. The statement is not validated here."""
+    """Canonicalise ``statement`` and sign it. The statement is not validated here,
+    except for its size: one past MAX_STATEMENT_BYTES could never be submitted."""
     try:
         payload = canonical_bytes(statement)
     except JSONRefused as error:
         raise NotCanonical(str(error)) from None
+    if len(payload) > MAX_STATEMENT_BYTES:
+        raise MalformedStatement(f"a statement is at most {MAX_STATEMENT_BYTES:,} bytes of canonical JSON "
+                                 f"(this one is {len(payload):,})")  # fmt: skip
     return Envelope(
         payload=payload,
         keyid=key_id(raw_public_key(key)),
@@ -127,7 +131,7 @@ def parse_envelope(data: bytes | str | dict[str, Any]) -> Envelope:
     """
     if isinstance(data, bytes | str):
         if len(data) > MAX_ENVELOPE_BYTES:
-            raise MalformedEnvelope(f"envelope larger than {MAX_ENVELOPE_BYTES} bytes")
+            raise EnvelopeTooLarge(f"envelope larger than {MAX_ENVELOPE_BYTES} bytes")
         try:
             data = strict_loads(data)
         except JSONRefused as error:
@@ -157,7 +161,11 @@ def parse_envelope(data: bytes | str | dict[str, Any]) -> Envelope:
         raise MalformedEnvelope(f"payload or sig: {error}") from None
     if len(sig) != 64:
         raise MalformedEnvelope("an Ed25519 signature is 64 bytes")
-    return Envelope(payload=payload, keyid=keyid, sig=sig)
+    envelope = Envelope(payload=payload, keyid=keyid, sig=sig)
+    # Parsed objects (a batch's items) are bounded like bytes: by their canonical size.
+    if len(data["payload"]) > MAX_ENVELOPE_BYTES - 256 and len(envelope.canonical()) > MAX_ENVELOPE_BYTES:
+        raise EnvelopeTooLarge(f"envelope larger than {MAX_ENVELOPE_BYTES} bytes")
+    return envelope
 
 
 def decode_statement(envelope: Envelope) -> Statement:

@@ -7,6 +7,7 @@ table, the CLI prints ``code: message`` on one line.
     SaksiError
     ├── Refusal                      a submitted statement is refused; nothing is recorded
     │   ├── MalformedEnvelope        malformed-envelope
+    │   │   └── EnvelopeTooLarge     body-too-large (an envelope past 64 KiB, alone or in a batch)
     │   ├── NotCanonical             not-canonical
     │   ├── MalformedStatement       malformed-statement
     │   ├── MalformedBody            malformed-body
@@ -55,6 +56,14 @@ class Refusal(SaksiError):
 class MalformedEnvelope(Refusal):
     code = "malformed-envelope"
     status = 422
+
+
+class EnvelopeTooLarge(MalformedEnvelope):
+    """One envelope is larger than the per-envelope limit; the same problem type
+    as a request body that is too large, since for a single POST it is one."""
+
+    code = "body-too-large"
+    status = 413
 
 
 class NotCanonical(Refusal):

@@ -30,6 +30,12 @@ from ledger import regions
 from ledger.errors import MalformedBody, MalformedStatement
 
 MAX_SAFE = 2**53 - 1
+# A statement's canonical JSON is at most this many bytes, so that every valid
+# statement fits in one 64 KiB envelope (base64 grows it by 4/3, the envelope's
+# own fields add ~260 bytes). Field bounds count characters; this counts bytes,
+# so four-byte characters or JCS's six-byte escapes cannot push a valid
+# statement past what the server accepts.
+MAX_STATEMENT_BYTES = 48_000
 
 ROLES = (
     "registrar", "kpu", "ppk", "pps", "kpps", "bawaslu", "panwascam", "pkd", "ptps", "dkpp",
@@ -458,6 +464,9 @@ class Statement:
     @classmethod
     def parse(cls, value: Any, *, payload: bytes, digest: str) -> Statement:
         """Validate a decoded statement object. Raises MalformedStatement / MalformedBody."""
+        if len(payload) > MAX_STATEMENT_BYTES:
+            raise MalformedStatement(f"a statement is at most {MAX_STATEMENT_BYTES:,} bytes of canonical JSON "
+                                     f"(this one is {len(payload):,})")  # fmt: skip
         if not isinstance(value, dict):
             raise MalformedStatement("a statement is a JSON object")
         try:

@@ -496,9 +496,16 @@ def test_nesting_deep_enough_to_exhaust_the_parser_is_malformed(world: World) ->
     assert_refused(world, b"[" * 20_000 + b"]" * 20_000, "malformed-envelope")
 
 
-def test_oversized_envelope_is_malformed(world: World, signed: Envelope) -> None:
+def test_oversized_envelope_is_too_large(world: World, signed: Envelope) -> None:
     data = envelope_text(signed) + b" " * (64 * 1024)
-    assert_refused(world, data, "malformed-envelope", message="larger than")
+    assert_refused(world, data, "body-too-large", message="larger than")
+
+
+def test_an_oversized_envelope_object_is_too_large_by_its_canonical_size(world: World, signed: Envelope) -> None:
+    """A batch's items arrive parsed: the 64 KiB bound holds for them too."""
+    big = Envelope(payload=b"x" * 49_152 + signed.payload, keyid=signed.keyid, sig=signed.sig)
+    assert len(big.canonical()) > 64 * 1024
+    assert_refused(world, big.to_json(), "body-too-large", message="larger than")
 
 
 @pytest.mark.parametrize("data", [b"", b"null", b"[]", b'"envelope"', b"{", b"42"])
