@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import RuntimeDep
 from api.problems import PROBLEM_RESPONSES, ProblemError
+from api.schemas import MAX_INDEX
 from ledger.audit import iter_entries
 from ledger.bundle import export_bundle
 from ledger.canonical import canonical_bytes
@@ -46,8 +47,10 @@ async def export(runtime: RuntimeDep, subject: str | None = None, full: bool = F
 
 
 @router.get("/events/stream", response_class=StreamingResponse, responses={
-    200: {"content": {"text/event-stream": {}}, "description": "one SSE event per accepted entry"}})  # fmt: skip
-async def stream(runtime: RuntimeDep, start: Annotated[int, Query(alias="from", ge=0)] = 0) -> StreamingResponse:
+    200: {"content": {"text/event-stream": {}}, "description": "one SSE event per accepted entry"},
+    **PROBLEM_RESPONSES})  # fmt: skip
+async def stream(runtime: RuntimeDep,
+                 start: Annotated[int, Query(alias="from", ge=0, le=MAX_INDEX)] = 0) -> StreamingResponse:  # fmt: skip
     """Server-sent events: every accepted entry from index ``from`` on, as it is
     integrated (event ``entry``, id = index, data = the entry's canonical JSON)."""
 

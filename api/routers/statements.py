@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
 
 from api.deps import RuntimeDep
 from api.problems import PROBLEM_RESPONSES, ProblemError, from_saksi_error
@@ -27,14 +30,33 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _envelope_body(model: type) -> dict[str, object]:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema with its ``$defs`` inlined: a schema placed in
+    ``openapi_extra`` sits inside the OpenAPI document, where ``#/$defs/…`` would
+    point at the document's root and dangle."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return inline(schema)  # type: ignore[no-any-return]
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 @router.post(
     "", status_code=201, response_model=ReceiptOut, responses={200: {"model": ReceiptOut, "description":
     "the same envelope was recorded before: its first receipt"}, **PROBLEM_RESPONSES, 403: PROBLEM_RESPONSES[422],
-    409: PROBLEM_RESPONSES[422]}, openapi_extra=_envelope_body(EnvelopeIn),
+    409: PROBLEM_RESPONSES[422]}, openapi_extra=_json_body(inline_schema(EnvelopeIn)),
 )  # fmt: skip
 async def submit(request: Request, response: Response, runtime: RuntimeDep) -> ReceiptOut:
     """Record one signed statement (a DSSE envelope). 201 with its receipt; 200 with the
@@ -47,8 +69,7 @@ async def submit(request: Request, response: Response, runtime: RuntimeDep) -> R
 
 @router.post(
     "/batch", response_model=list[BatchItem], responses=PROBLEM_RESPONSES,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"type": "array", "maxItems": 1000, "items": EnvelopeIn.model_json_schema()}}}}},
+    openapi_extra=_json_body({"type": "array", "maxItems": 1000, "items": inline_schema(EnvelopeIn)}),
 )  # fmt: skip
 async def submit_batch(request: Request, runtime: RuntimeDep) -> list[BatchItem]:
     """Record up to 1,000 envelopes, each on its own: results in order, each a receipt
