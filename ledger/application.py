@@ -487,6 +487,14 @@ class Ledger(Application):
             self.tlog.integrate()
             return self.tlog.publish()
 
+    def receipt(self, index: int) -> Receipt:
+        """The receipt of entry ``index`` against the latest checkpoint, signing a
+        checkpoint first (under the writer lock) when none holds the entry yet."""
+        latest = self.tlog.store.latest_checkpoint()
+        if latest is None or index >= latest[0]:
+            self.checkpoint()
+        return self.tlog.receipt(index)
+
     def add_cosignature(self, line: str, *, size: int | None = None) -> str:
         """Verify a witness's cosignature line on the checkpoint of ``size`` (the
         latest by default) against the registry (SPEC §6) and store it; returns the

@@ -255,12 +255,12 @@ class IntegrityLog:
         return found
 
     def receipt(self, index: int, *, duplicate: bool = False) -> Receipt:
-        """A receipt for entry ``index`` against the latest checkpoint that holds it."""
+        """A receipt for entry ``index`` against the latest checkpoint (which must
+        hold it: ``Ledger.receipt`` signs one first, under the writer lock)."""
         note = self.latest_note()
         size = notes.parse_note(note).checkpoint.size
         if index >= size:
-            note = self.publish()
-            size = notes.parse_note(note).checkpoint.size
+            raise NotFound(f"entry {index} is not under a signed checkpoint yet (size {size})")
         entry = self.entry(index)
         data = canonical_bytes(entry)
         text = notes.format_receipt(

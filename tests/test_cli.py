@@ -239,8 +239,8 @@ def test_checkpoint_prints_the_latest_cosigned_note(home: Path, published: dict[
 def test_verify_receipt(home: Path, tmp_path: Path, published: dict[str, Any]) -> None:
     ledger = Home.load(home).open()
     try:
-        receipt = ledger.tlog.receipt(123).tlog_proof
-        digest = ledger.tlog.receipt(123).statement_digest
+        receipt = ledger.receipt(123).tlog_proof
+        digest = ledger.receipt(123).statement_digest
     finally:
         ledger.close()
     path = tmp_path / "123.tlog-proof"

@@ -93,7 +93,7 @@ def consistency(runtime: RuntimeDep, old: Annotated[int, Query(ge=1, le=MAX_INDE
 def receipt(index: Annotated[int, Path(ge=0, le=MAX_INDEX)], runtime: RuntimeDep) -> str:
     """The receipt (c2sp.org/tlog-proof@v1, with the entry in ``extra``) of entry ``index``
     against the latest cosigned checkpoint."""
-    return runtime.ledger.tlog.receipt(index).tlog_proof
+    return runtime.ledger.receipt(index).tlog_proof
 
 
 @router.post(

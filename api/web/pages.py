@@ -297,7 +297,7 @@ def statement(index: str, request: Request, runtime: RuntimeDep) -> HTMLResponse
     signer = runtime.read(actors.actor, decoded.actor, at_index=number)
     key = next((k for k in (signer or {}).get("keys", []) if k["keyid"] == envelope.keyid), None)
     refs = [(digest, runtime.read(actors.index_of_digest, digest)) for digest in decoded.refs]
-    receipt = tlog.receipt(number)
+    receipt = runtime.ledger.receipt(number)
     value = json.loads(decoded.payload)
     return page(
         request, "statement.html", nav=None, index=number, entry=entry, statement=decoded, value=value,
@@ -313,7 +313,7 @@ def receipt_download(index: str, request: Request, runtime: RuntimeDep) -> Respo
     number = _valid_index(index)
     if number is None or number >= runtime.ledger.tlog.size:
         return not_found(request, f"{index}.tlog-proof")
-    text = runtime.ledger.tlog.receipt(number).tlog_proof
+    text = runtime.ledger.receipt(number).tlog_proof
     return PlainTextResponse(text, headers={"Content-Disposition": f'attachment; filename="{number}.tlog-proof"'})
 
 
