@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
 import httpx
 
+from ledger.canonical import strict_loads
 from ledger.envelope import Envelope, decode_b64
 from ledger.errors import SaksiError
 
@@ -83,6 +85,17 @@ class Client:
 
     def entry(self, index: int) -> dict[str, Any]:
         return self._check(self.http.get(f"/v1/log/entries/{index}")).json()  # type: ignore[no-any-return]
+
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[dict[str, Any]]:
+        """Log entries [start, end) (to the current size by default), a page at a time."""
+        while end is None or start < end:
+            params = {"start": start} | ({"end": min(end, start + 1000)} if end is not None else {})
+            lines = self._check(self.http.get("/v1/log/entries", params=params)).content.splitlines()
+            if not lines:
+                return
+            for line in lines:
+                yield strict_loads(line)
+            start += len(lines)
 
     def receipt(self, index: int) -> str:
         return self._check(self.http.get(f"/v1/log/receipts/{index}")).text

@@ -145,7 +145,7 @@ def test_four_workers_eight_clients_five_thousand_statements(postgres_url: str, 
         with Client(base) as client:
             log_key = client.log_key()
             size = notes.parse_note(client.checkpoint()).checkpoint.size
-            entries = [client.entry(i) for i in range(size)]
+            entries = list(client.entries(0, size))
             receipts = {digest: client.receipt(r["index"]) for digest, r in list(tally.accepted.items())[::25]}
     finally:
         server.terminate()
