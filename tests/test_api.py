@@ -866,6 +866,9 @@ def test_the_client_over_the_test_transport(client: TestClient, published: dict[
         assert receipt["duplicate"] is False and receipt["index"] == DEMO_SIZE
         assert saksi.submit(sent.to_json())["duplicate"] is True
         assert saksi.entry(DEMO_SIZE)["envelope"] == sent.to_json()
+        paged = list(saksi.entries())  # to the current size
+        assert [e["index"] for e in paged] == list(range(DEMO_SIZE + 1))
+        assert paged[-1] == saksi.entry(DEMO_SIZE) and list(saksi.entries(3, 5)) == [saksi.entry(3), saksi.entry(4)]
         notes.verify_receipt(saksi.receipt(DEMO_SIZE), log_key=saksi.log_key())
         results = saksi.submit_batch([receive(sent), forged(dispatch())])
         assert results[0]["index"] == DEMO_SIZE + 1
