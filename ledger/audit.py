@@ -14,44 +14,56 @@ Checks, numbered as in SPEC §8 "Verifying a bundle":
 
 Memory stays bounded by the registry's size: entries are streamed in chunks, the
 tree is folded as a compact range, and signatures are checked in batches on a
-thread pool (both cores: Ed25519 verification releases the GIL).
+thread pool (both cores: Ed25519 verification releases the GIL) with
+``ledger.ed25519`` (libsodium first, OpenSSL's verdict whenever libsodium refuses).
+Each envelope is parsed and its statement validated once, a few batches ahead, in a
+worker process when the audit has two workers (``EntryParser``); the stored
+Merkle nodes of a chunk are read in one go. Every deferred check (parsing,
+signatures, nodes) is reported at its entry's turn or settled before any later
+failure is, so the first bad index still wins.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import multiprocessing
 import os
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.persistence import PersistenceError
 
-from ledger import merkle, notes, registry
+from ledger import ed25519, merkle, notes, registry
 from ledger.application import RECORD_TOPIC, Ledger, record_uuid
-from ledger.envelope import PAYLOAD_TYPE, decode_statement, pae, parse_envelope
-from ledger.errors import AuditFailure, SaksiError
+from ledger.canonical import JSONRefused, strict_loads
+from ledger.envelope import PAYLOAD_TYPE, Envelope, b64, decode_statement, pae, parse_envelope
+from ledger.errors import AuditFailure, NotCanonical, SaksiError
 from ledger.log import leaf_bytes
 from ledger.registry import GenesisRegistrar, MemoryRegistry
-from ledger.statements import is_registry
+from ledger.statements import Statement, is_registry
 from ledger.witness import check_cosignature
 
 CHUNK = 1000
 SIGNATURE_BATCH = 2000
+PARSE_BATCH = 250  # entries per batch sent to the parsing process
+PARSE_AHEAD = 6  # batches parsed ahead of the replay
 
 Progress = Callable[[int], None]  # called with the number of entries checked so far
 
 
 def _verify_batch(batch: list[tuple[int, bytes, bytes, bytes]]) -> int | None:
     """Worker: the first index in ``batch`` whose signature fails, or None."""
+    accepts = ed25519.accepts
     for index, public_key, message, signature in batch:
-        try:
-            Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
-        except (InvalidSignature, ValueError):
+        if not accepts(public_key, message, signature):
             return index
     return None
 
@@ -99,6 +111,47 @@ class SignatureChecker:
             self.pool.shutdown(cancel_futures=True)
 
 
+def parse_entry(index: int, envelope_json: Any) -> tuple[Envelope, Statement]:
+    """The entry's envelope and statement, strictly parsed (check 1 but the signature).
+    Raises AuditFailure naming ``index``."""
+    try:
+        envelope = parse_envelope(envelope_json)
+        return envelope, _decode_statement(envelope)
+    except SaksiError as error:
+        raise AuditFailure(index, f"{error.code}: {error}") from None
+
+
+def _decode_statement(envelope: Envelope) -> Statement:
+    """``decode_statement(envelope)``, walking the statement once less. For an ASCII
+    payload every key is ASCII, so once ``strict_loads`` has accepted the value its
+    canonical form is what ``canonical_bytes`` writes on its fast path, without
+    checking the value a second time. Raises exactly what ``decode_statement`` does."""
+    payload = envelope.payload
+    if not payload.isascii():
+        return decode_statement(envelope)
+    try:
+        value = strict_loads(payload)
+    except JSONRefused as error:
+        raise NotCanonical(f"payload: {error}") from None
+    if json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8") != payload:
+        raise NotCanonical("payload is not in RFC 8785 canonical form")
+    return Statement.parse(value, payload=payload, digest=envelope.digest)
+
+
+_LEAF = '{"envelope":{"payload":"%s","payloadType":"%s","signatures":[{"keyid":"%s","sig":"%s"}]},"index":%d,"recorded_at":%s}'
+
+
+def entry_leaf_bytes(index: int, recorded_at: str, envelope: Envelope) -> bytes:
+    """``log.leaf_bytes(index, recorded_at, envelope_json)`` for an envelope that
+    ``parse_envelope`` accepted from ``envelope_json``: that JSON then is exactly
+    ``envelope.to_json()``, whose strings (payload type, base64, hex) need no
+    escaping, so the canonical form is written directly. Requires an int ``index``."""
+    if not recorded_at.isascii():  # the general path, for whatever a tampered row holds
+        return leaf_bytes(index, recorded_at, envelope.to_json())
+    return (_LEAF % (b64(envelope.payload), envelope.payload_type, envelope.keyid, b64(envelope.sig), index,
+                     json.dumps(recorded_at))).encode("ascii")  # fmt: skip
+
+
 @dataclass
 class Replay:
     """Replays log entries in index order: canonical form, genesis, registry, mandates
@@ -114,13 +167,23 @@ class Replay:
 
     def entry(self, index: int, recorded_at: str, envelope_json: Any) -> Any:
         """Check one entry; returns its statement. Raises AuditFailure naming ``index``."""
+        self._order(index)
+        envelope, statement = parse_entry(index, envelope_json)
+        return self._replay(index, recorded_at, envelope, statement)
+
+    def _order(self, index: int) -> None:
         if index != self.count if self.dense else index <= self.last:
             raise AuditFailure(index, f"expected entry {self.count if self.dense else '> ' + str(self.last)} here")
         if not self.dense and index > self.last + 1 and self.last + 1 < len(self.genesis):
             raise AuditFailure(self.last + 1, "a genesis registration is missing")
+
+    def parsed(self, index: int, recorded_at: str, envelope: Envelope, statement: Statement | StatementSummary) -> Any:
+        """``entry`` for an envelope already parsed by ``parse_entry``."""
+        self._order(index)
+        return self._replay(index, recorded_at, envelope, statement)
+
+    def _replay(self, index: int, recorded_at: str, envelope: Envelope, statement: Any) -> Any:
         try:
-            envelope = parse_envelope(envelope_json)
-            statement = decode_statement(envelope)
             if index < len(self.genesis):
                 public_key = registry.check_genesis(statement, envelope.keyid, self.genesis[index])
             else:
@@ -194,6 +257,134 @@ def _records(ledger: Ledger) -> Iterator[tuple[int, UUID, Any]]:
         position = chunk[-1].id
 
 
+@dataclass(frozen=True, slots=True)
+class StatementSummary:
+    """What the replay reads of a statement that is neither a registry statement nor
+    a genesis entry (``registry.authorise``: actor, type, region), and the audit (id):
+    a validated statement's fields, small to send from the parsing process."""
+
+    id: str
+    type: str
+    actor: str
+    subject: str
+    region: str | None
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEntry:
+    """``parse_entry``'s outcome for one entry: the envelope and statement, or what to raise."""
+
+    envelope: Envelope | None = None
+    statement: Statement | StatementSummary | None = None
+    refusal: str | None = None  # "code: message" of the SaksiError raised
+    error: Exception | None = None  # anything else raised
+
+    def result(self, index: int) -> tuple[Envelope, Any]:
+        """The envelope and statement; raises AuditFailure naming ``index`` as ``parse_entry`` does."""
+        if self.refusal is not None:
+            raise AuditFailure(index, self.refusal)
+        if self.error is not None:
+            raise self.error
+        assert self.envelope is not None and self.statement is not None
+        return self.envelope, self.statement
+
+
+def parse_entries(first: int, envelopes: list[Any], genesis: int) -> list[ParsedEntry]:
+    """``parse_entry`` of entries ``first``, ``first + 1``, …; statements other than
+    registry and genesis ones come back as summaries (what the replay needs)."""
+    done = []
+    for index, envelope_json in enumerate(envelopes, first):
+        try:
+            envelope = parse_envelope(envelope_json)
+            statement: Statement | StatementSummary = _decode_statement(envelope)
+        except SaksiError as error:
+            done.append(ParsedEntry(refusal=f"{error.code}: {error}"))
+            continue
+        except Exception as error:  # noqa: BLE001 - raised in order, where parse_entry would raise it
+            done.append(ParsedEntry(error=error))
+            continue
+        if index >= genesis and not is_registry(statement.type):
+            statement = StatementSummary(statement.id, statement.type, statement.actor, statement.subject,
+                                         statement.region, statement.digest)  # fmt: skip
+        done.append(ParsedEntry(envelope, statement))
+    return done
+
+
+class EntryParser:
+    """Runs ``parse_entries`` a few batches ahead of the replay in one worker process
+    (``process``: the second core does the JSON, canonical form and schema checks
+    while this one replays), or inline.
+
+    The worker is forked when this process runs no other thread (no re-import), else
+    started by a fork server. Until it is up, and for good if it dies, batches are
+    parsed inline at their turn: the process only ever takes work off this one."""
+
+    def __init__(self, genesis: int, *, process: bool) -> None:
+        self.genesis = genesis
+        self.pool: ProcessPoolExecutor | None = None
+        self.ready: Future[list[ParsedEntry]] | None = None
+        method = "fork" if threading.active_count() == 1 else "forkserver"
+        if process and method in multiprocessing.get_all_start_methods():
+            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method))
+            self.ready = self.pool.submit(parse_entries, 0, [], genesis)  # done once it has imported us
+
+    def submit(self, first: int, envelopes: list[Any]) -> Callable[[], list[ParsedEntry]]:
+        """Start parsing entries ``first``, ``first + 1``, …; returns how to get the result."""
+        ready = self.ready
+        if self.pool is not None and ready is not None and ready.done() and ready.exception() is None:
+            future = self.pool.submit(parse_entries, first, envelopes, self.genesis)
+            return lambda: self._result(future, first, envelopes)
+        return lambda: parse_entries(first, envelopes, self.genesis)
+
+    def _result(self, future: Future[list[ParsedEntry]], first: int, envelopes: list[Any]) -> list[ParsedEntry]:
+        try:
+            return future.result()
+        except BrokenProcessPool:  # the worker died: carry on inline
+            self.close()
+            return parse_entries(first, envelopes, self.genesis)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+
+
+ReadRecord = tuple[int, UUID, Any, Any, ParsedEntry]  # notification id, originator id, event or error, envelope, parsed
+
+
+def _read_ahead(ledger: Ledger, parser: EntryParser) -> Iterator[ReadRecord | UnreadableRow]:
+    """Every record in order, decoded, its envelope parsed by ``parser`` up to
+    ``PARSE_AHEAD`` batches ahead; ends with the UnreadableRow at an unreadable row."""
+    records = _records(ledger)
+    pending: deque[tuple[list[tuple[int, UUID, Any, Any]], Callable[[], list[ParsedEntry]]]] = deque()
+    position, ended, unreadable = 0, False, None
+    while True:
+        while not ended and len(pending) < PARSE_AHEAD:
+            batch = []
+            try:
+                for found in itertools.islice(records, PARSE_BATCH):
+                    notification_id, originator_id, notification = found
+                    try:
+                        accepted: Any = ledger.mapper.to_domain_event(notification)
+                    except Exception as error:  # noqa: BLE001 - reported at its index
+                        accepted = error
+                    batch.append((notification_id, originator_id, accepted, getattr(accepted, "envelope", None)))
+            except UnreadableRow as error:
+                unreadable, ended = error, True
+            ended = ended or len(batch) < PARSE_BATCH
+            if batch:
+                pending.append((batch, parser.submit(position, [row[3] for row in batch])))
+                position += len(batch)
+        if not pending:
+            break
+        batch, result = pending.popleft()
+        for row, parsed in zip(batch, result(), strict=True):
+            yield (*row, parsed)
+    if unreadable is not None:
+        yield unreadable
+
+
 def _stored_entries(ledger: Ledger) -> Iterator[tuple[int, int, str, str]]:
     start = 0
     while True:
@@ -216,32 +407,27 @@ def audit_ledger(
     vkey). Returns a report when everything holds; raises AuditFailure naming the
     first bad index otherwise (index None for a fault not tied to one entry)."""
     store = ledger.tlog.store
-    checker = SignatureChecker(min(2, os.cpu_count() or 1) if workers is None else workers)
+    workers = min(2, os.cpu_count() or 1) if workers is None else workers
+    checker = SignatureChecker(workers)
+    parser = EntryParser(len(ledger.genesis), process=workers >= 2)
     replay = Replay(ledger.genesis, checker)
     checkpoints = {size: (root, note) for size, root, note in store.checkpoints()}
     roots: dict[int, bytes] = {}
     frontier = merkle.CompactRange()
+    nodes = NodeChecker(store)
     _, tracked_size = store.tracking()
     try:
         entries = _stored_entries(ledger)
         last_at = ""
-        records = _records(ledger)
         index = -1
-        while True:
+        for item in _read_ahead(ledger, parser):
             index += 1
-            try:
-                found = next(records, None)
-            except UnreadableRow as error:
-                raise AuditFailure(index, f"the stored event cannot be read: {error}") from None
-            if found is None:
-                break
-            notification_id, originator_id, notification = found
+            if isinstance(item, UnreadableRow):
+                raise AuditFailure(index, f"the stored event cannot be read: {item}") from None
+            notification_id, originator_id, accepted, envelope, parsed_entry = item
             stored = next(entries, None)
-            try:
-                accepted = ledger.mapper.to_domain_event(notification)
-            except Exception as error:  # a stored event that no longer decodes: tampered
-                raise AuditFailure(index, f"the stored event cannot be decoded: {error}") from None
-            envelope = getattr(accepted, "envelope", None)
+            if isinstance(accepted, Exception):  # a stored event that no longer decodes: tampered
+                raise AuditFailure(index, f"the stored event cannot be decoded: {accepted}") from None
             recorded_at = getattr(accepted, "recorded_at", "")
             if stored is None:
                 if index >= tracked_size:  # not integrated yet: check it all the same
@@ -256,23 +442,21 @@ def audit_ledger(
                     index, "the entry does not point at this statement's event: events were "
                     "deleted, inserted or re-ordered",
                 )  # fmt: skip
-            try:
-                statement_id = decode_statement(parse_envelope(envelope)).id
-            except SaksiError as error:
-                raise AuditFailure(index, f"{error.code}: {error}") from None
-            if record_uuid(statement_id) != originator_id:
+            parsed, statement = parsed_entry.result(index)
+            if record_uuid(statement.id) != originator_id:
                 raise AuditFailure(index, "the event's originator id does not match its statement id")
             if entry_at != max(recorded_at, last_at) or (last_at and entry_at < last_at):
                 raise AuditFailure(index, "recorded_at was altered or decreases along the index")
             last_at = entry_at
-            replay.entry(index, entry_at, envelope)
-            data = leaf_bytes(index, entry_at, envelope)
-            new_nodes = frontier.append(merkle.leaf_hash(data))
-            _compare_nodes(store, index, new_nodes)
+            replay.parsed(index, entry_at, parsed, statement)
+            nodes.add(index, frontier.append(merkle.leaf_hash(entry_leaf_bytes(index, entry_at, parsed))))
             if frontier.size in checkpoints:
                 roots[frontier.size] = frontier.root()
-            if progress and frontier.size % CHUNK == 0:
-                progress(frontier.size)
+            if frontier.size % CHUNK == 0:
+                nodes.check()
+                if progress:
+                    progress(frontier.size)
+        nodes.check()
         extra = next(entries, None)
         if extra is not None:
             raise AuditFailure(extra[0], "the log has an entry whose statement event is gone")
@@ -280,9 +464,10 @@ def audit_ledger(
             raise AuditFailure(frontier.size, f"the tracking row claims {tracked_size} entries")
         replay.finish()
     except AuditFailure as failure:
-        raise replay.check_first_failure(failure) from None
+        raise replay.check_first_failure(nodes.check_first_failure(failure)) from None
     finally:
         checker.close()
+        parser.close()
     if progress:
         progress(frontier.size)
     _check_checkpoints(checkpoints, roots, frontier.size, log_key, checkpoint_file, frontier.root())
@@ -290,12 +475,37 @@ def audit_ledger(
     return AuditReport(frontier.size, frontier.root(), len(checkpoints), cosignatures)
 
 
-def _compare_nodes(store: Any, index: int, nodes: list[tuple[tuple[int, int], bytes]]) -> None:
-    stored = store.read_nodes([node for node, _ in nodes])
-    for node, value in nodes:
-        if stored.get(node) != value:
-            what = "leaf" if node[0] == 0 else f"Merkle node {node}"
-            raise AuditFailure(index, f"the stored {what} does not match the recomputed one")
+class NodeChecker:
+    """Compares recomputed Merkle nodes with the stored ones, a chunk of entries per
+    query (check 3)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.pending: list[tuple[int, list[tuple[tuple[int, int], bytes]]]] = []
+
+    def add(self, index: int, nodes: list[tuple[tuple[int, int], bytes]]) -> None:
+        """The nodes that entry ``index`` completed, with their recomputed hashes."""
+        self.pending.append((index, nodes))
+
+    def check(self, before: int | None = None) -> None:
+        """Compare the pending nodes of entries below ``before`` (all by default).
+        Raises AuditFailure naming the first entry whose node differs."""
+        pending = [p for p in self.pending if before is None or p[0] < before]
+        self.pending = []
+        stored = self.store.read_nodes([node for _, nodes in pending for node, _ in nodes])
+        for index, nodes in pending:
+            for node, value in nodes:
+                if stored.get(node) != value:
+                    what = "leaf" if node[0] == 0 else f"Merkle node {node}"
+                    raise AuditFailure(index, f"the stored {what} does not match the recomputed one")
+
+    def check_first_failure(self, error: AuditFailure) -> AuditFailure:
+        """The earliest failure: a node differing before ``error.index`` wins."""
+        try:
+            self.check(error.index)
+        except AuditFailure as earlier:
+            return earlier
+        return error
 
 
 def _check_checkpoints(

@@ -1,0 +1,202 @@
+"""The audit's shortcuts against the slow, obviously correct definitions they replace:
+the leaf bytes written directly from a parsed envelope equal the JCS form of the
+entry (``log.leaf_bytes``); the statement decoding equals ``decode_statement``; a
+deferred node check still names the first bad entry when a later entry fails too;
+and the audit with its parsing process (two workers) finds what the inline audit
+finds, at the same index, with the same message."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.audit import (
+    EntryParser,
+    NodeChecker,
+    _decode_statement,
+    audit_ledger,
+    entry_leaf_bytes,
+    parse_entry,
+)
+from ledger.envelope import Envelope, decode_statement, parse_envelope, sign_statement
+from ledger.errors import AuditFailure, SaksiError
+from ledger.home import Home
+from ledger.log import leaf_bytes
+from tests.test_tamper import db, home, rowid_of, template  # noqa: F401 - the demo ledger and its fixtures
+
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    index=st.integers(0, 2**53 - 1),
+    recorded_at=st.one_of(st.just("2024-11-27T06:00:00.000000Z"), texts),
+    subject=texts,
+    words=texts,
+)
+def test_entry_leaf_bytes_is_the_canonical_entry(index: int, recorded_at: str, subject: str, words: str) -> None:
+    statement = {
+        "v": 1, "id": "0d7bb1a6-2d3b-4c36-9c0b-6b0d3c1b8e55", "type": "commitment.declared",
+        "actor": "party-x", "subject": subject, "issued_at": "2024-11-01T00:00:00Z",
+        "body": {"words": words, "n": index % 1000},
+    }  # fmt: skip
+    envelope_json: dict[str, Any] = sign_statement(statement, KEY).to_json()
+    parsed = parse_envelope(envelope_json)
+    assert entry_leaf_bytes(index, recorded_at, parsed) == leaf_bytes(index, recorded_at, envelope_json)
+
+
+VALID = {
+    "v": 1, "id": "0d7bb1a6-2d3b-4c36-9c0b-6b0d3c1b8e55", "type": "actor.key_revoked",
+    "actor": "kpu-ri", "subject": "kpu-ri", "issued_at": "2024-11-01T00:00:00Z",
+    "body": {"keyid": "ab" * 32, "reason": "lost"},
+}  # fmt: skip
+PAYLOADS = [
+    b'{"a":1}', b'{"a":1.5}', b'{"a":1,"a":2}', b'{"b":1,"a":2}', b'{ "a":1}', b'{"a":"\\u0041"}',
+    b'{"a":"\xc3\xa9"}', b'{"\xee\x80\x80":1,"z":2}', b'{"a":9007199254740992}', b'[1]', b'"x"', b"nul",
+    b'\xff', b'{"a":NaN}', b'{"a":"\\ud800"}',
+]  # fmt: skip
+
+
+def _outcome(decode: Any, payload: bytes) -> tuple[str, str]:
+    try:
+        statement = decode(Envelope(payload=payload, keyid="ab" * 32, sig=bytes(64)))
+    except SaksiError as error:
+        return type(error).__name__, str(error)
+    return "ok", repr((statement.model, statement.body, statement.payload, statement.digest))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    payload=st.one_of(
+        st.sampled_from(PAYLOADS),
+        st.builds(lambda words: sign_statement(VALID | {"body": {"keyid": "ab" * 32, "reason": words}}, KEY).payload,
+                  texts),  # fmt: skip
+        st.builds(lambda a, b: a + b, st.sampled_from(PAYLOADS), st.binary(max_size=4)),
+        st.binary(max_size=40),
+    )
+)
+def test_the_audits_statement_decoding_is_decode_statement(payload: bytes) -> None:
+    assert _outcome(_decode_statement, payload) == _outcome(decode_statement, payload)
+
+
+def test_parse_entry_names_the_index() -> None:
+    with pytest.raises(AuditFailure) as caught:
+        parse_entry(7, {"payloadType": "x"})
+    assert caught.value.index == 7
+
+
+class Nodes:
+    """A stand-in for the log store: stored hashes of level-0 nodes."""
+
+    def __init__(self, stored: dict[tuple[int, int], bytes]) -> None:
+        self.stored = stored
+        self.reads = 0
+
+    def read_nodes(self, ids: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        self.reads += 1
+        return {node: self.stored[node] for node in ids if node in self.stored}
+
+
+def test_node_checker_reads_once_and_names_the_first_bad_entry() -> None:
+    store = Nodes({(0, i): bytes([i]) for i in range(10)} | {(0, 4): b"tampered", (0, 6): b"tampered"})
+    checker = NodeChecker(store)
+    for i in range(10):
+        checker.add(i, [((0, i), bytes([i]))])
+    with pytest.raises(AuditFailure, match="stored leaf") as caught:
+        checker.check()
+    assert caught.value.index == 4 and store.reads == 1
+
+
+def test_a_deferred_node_failure_wins_over_a_later_failure() -> None:
+    store = Nodes({(0, i): bytes([i]) for i in range(10)} | {(0, 3): b"tampered"})
+    checker = NodeChecker(store)
+    for i in range(6):
+        checker.add(i, [((0, i), bytes([i]))])
+    assert checker.check_first_failure(AuditFailure(5, "later")).index == 3
+    checker = NodeChecker(store)
+    for i in range(6):
+        checker.add(i, [((0, i), bytes([i]))])
+    later = AuditFailure(2, "earlier than the bad node")
+    assert checker.check_first_failure(later) is later
+
+
+# ---------------------------------------------------------------- two workers find what one finds
+
+
+def flip_payload(path: Path, index: int) -> None:
+    with db(path) as c:
+        rowid = rowid_of(path, index)
+        state = bytearray(c.execute("SELECT state FROM stored_events WHERE rowid = ?", (rowid,)).fetchone()[0])
+        position = state.index(b'"payload"') + 40
+        state[position] = ord("A") if state[position] != ord("A") else ord("B")
+        c.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (bytes(state), rowid))
+
+
+def garble(path: Path, index: int) -> None:
+    with db(path) as c:
+        c.execute("UPDATE stored_events SET state = X'00FF' || state WHERE rowid = ?", (rowid_of(path, index),))
+
+
+def zero_node(path: Path, level: int, index: int) -> None:
+    with db(path) as c:
+        c.execute("UPDATE saksi_nodes SET hash = zeroblob(32) WHERE level = ? AND idx = ?", (level, index))
+
+
+def audit_outcome(path: Path, workers: int) -> tuple[int | None, str]:
+    loaded = Home.load(path)
+    ledger = loaded.open(audit=True)
+    try:
+        audit_ledger(ledger, log_key=loaded.log_vkey(), checkpoint_file=loaded.checkpoint_file, workers=workers)
+    except AuditFailure as failure:
+        return failure.index, str(failure)
+    finally:
+        ledger.close()
+    return None, "ok"
+
+
+TAMPERS: dict[str, tuple[Any, int | None]] = {
+    "untouched": (lambda p: None, None),
+    "payload-300": (lambda p: flip_payload(p, 300), 300),
+    "garbled-120": (lambda p: garble(p, 120), 120),
+    "leaf-77": (lambda p: zero_node(p, 0, 77), 77),
+    "node-then-payload": (lambda p: (zero_node(p, 3, 40), flip_payload(p, 330)), 40 * 8 + 7),
+    "payload-then-node": (lambda p: (flip_payload(p, 200), zero_node(p, 3, 40)), 200),
+    "garbled-then-leaf": (lambda p: (garble(p, 90), zero_node(p, 0, 91)), 90),
+    "leaf-then-garbled": (lambda p: (zero_node(p, 0, 89), garble(p, 90)), 89),
+}
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERS), ids=list(TAMPERS))
+def test_the_parsing_process_reports_what_inline_parsing_does(home: Path, tamper: str) -> None:  # noqa: F811
+    change, expected = TAMPERS[tamper]
+    change(home)
+    inline = audit_outcome(home, 0)
+    assert inline[0] == expected, inline
+    assert audit_outcome(home, 2) == inline
+
+
+def test_the_parser_works_beside_other_threads_and_inline_until_its_worker_is_up() -> None:
+    started, stop = threading.Event(), threading.Event()
+    other = threading.Thread(target=lambda: (started.set(), stop.wait()))
+    other.start()
+    started.wait()
+    try:
+        parser = EntryParser(0, process=True)  # another thread runs: a fork server starts the worker
+        assert parser.ready is not None
+        early = parser.submit(0, [{"payloadType": "x"}])  # most likely before the worker is up: inline
+        parser.ready.result(timeout=120)
+        late = parser.submit(1, [{"payloadType": "x"}])
+        expected = ["malformed-envelope: an envelope has exactly payloadType, payload and signatures"]
+        assert [p.refusal for p in early()] == [p.refusal for p in late()] == expected
+        parser.close()
+    finally:
+        stop.set()
+        other.join()
