@@ -11,10 +11,12 @@ Merkle log and return its receipt. Nothing is written unless all of 1–4 pass.
 from __future__ import annotations
 
 import fcntl
-from concurrent.futures import ThreadPoolExecutor
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from copy import deepcopy
+from functools import lru_cache
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,14 @@ from eventsourcing.utils import get_topic
 from ledger import custody, notes, registry
 from ledger.commitments import Commitment, Pledge, handle_commitment, handle_pledge
 from ledger.custody import Consignment
-from ledger.envelope import Envelope, decode_b64, decode_statement, parse_envelope, verify_signature
+from ledger.envelope import (
+    Envelope,
+    decode_b64,
+    decode_statement,
+    key_id,
+    parse_envelope,
+    verify_signature,
+)
 from ledger.errors import (
     BadSignature,
     ConcurrentUpdate,
@@ -41,14 +50,23 @@ from ledger.errors import (
 )
 from ledger.log import IntegrityLog, Receipt
 from ledger.registry import NAMESPACE, Actor, GenesisRegistrar
-from ledger.statements import Statement, format_time, is_registry
+from ledger.statements import (
+    ActorKeyAdded,
+    ActorMandateGranted,
+    ActorRegistered,
+    LogisticsDispatched,
+    Statement,
+    format_time,
+    is_registry,
+)
 from ledger.witness import check_cosignature
-from ledger.storage import Backend, LogStore, schema_lock
+from ledger.storage import Backend, LogStore, schema_lock, select_events_of
 
 SUBMIT_ATTEMPTS = 5
 WRITER_LOCK_ID = 0x5A4B5349  # "ZKSI": the PostgreSQL advisory lock of the one writer
 
 
+@lru_cache(maxsize=4096)
 def record_uuid(statement_id: str) -> UUID:
     return uuid5(NAMESPACE, "statement:" + statement_id)
 
@@ -112,24 +130,67 @@ RECORD_TOPIC = get_topic(Record.Accepted)
 
 
 class UnitOfWork:
-    """The aggregates one submit reads and changes; saved together or not at all."""
+    """The aggregates one submit reads and changes; saved together or not at all.
+
+    Reads share the repository's cached aggregates, uncopied: nothing may change an
+    aggregate got from ``get``. What a decision changes it takes from ``writable``
+    (a private copy, made once) or creates, so the cache only ever holds saved states.
+    """
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self.loaded: dict[UUID, Aggregate | None] = {}
         self.changed: dict[UUID, Aggregate] = {}
+        self.own: set[UUID] = set()  # loaded aggregates this unit may change
 
     def get(self, aggregate_id: UUID) -> Any:
         if aggregate_id not in self.loaded:
             try:
-                self.loaded[aggregate_id] = self.ledger.repository.get(aggregate_id)
+                self.loaded[aggregate_id] = self.ledger.repository.get(aggregate_id, deepcopy_from_cache=False)
             except AggregateNotFoundError:
                 self.loaded[aggregate_id] = None
         return self.loaded[aggregate_id]
 
+    def writable(self, aggregate_id: UUID) -> Any:
+        """``get``, as a copy of this unit's own that it may change."""
+        aggregate = self.get(aggregate_id)
+        if aggregate is not None and aggregate_id not in self.own:
+            aggregate = self.loaded[aggregate_id] = deepcopy(aggregate)
+            self.own.add(aggregate_id)
+        return aggregate
+
     def put(self, aggregate: Aggregate) -> None:
         self.loaded[aggregate.id] = aggregate
         self.changed[aggregate.id] = aggregate
+        self.own.add(aggregate.id)
+
+    def load(self, aggregate_ids: Iterable[UUID]) -> None:
+        """Load at once those of ``aggregate_ids`` not loaded yet (cached or, in one
+        query, stored), so that ``get`` finds them; those not stored are absent."""
+        cache = self.ledger.repository.cache
+        wanted = []
+        for aggregate_id in aggregate_ids:
+            if aggregate_id in self.loaded:
+                continue
+            try:
+                if cache is None:
+                    raise KeyError(aggregate_id)
+                self.loaded[aggregate_id] = cache.get(aggregate_id)
+            except KeyError:
+                wanted.append(aggregate_id)
+        if not wanted:
+            return
+        events: dict[UUID, list[Any]] = {aggregate_id: [] for aggregate_id in wanted}
+        for stored in select_events_of(self.ledger.recorder, wanted):
+            events[stored.originator_id].append(stored)
+        to_domain_event = self.ledger.mapper.to_domain_event
+        for aggregate_id, stored_events in events.items():
+            aggregate = None
+            for stored in stored_events:  # eventsourcing's project_aggregate, less its type check
+                aggregate = to_domain_event(stored).mutate(aggregate)
+            if aggregate is not None and cache is not None:
+                cache.put(aggregate_id, aggregate)
+            self.loaded[aggregate_id] = aggregate
 
     # RegistryView and custody.Lookup
     def actor(self, actor_id: str) -> Actor | None:
@@ -162,7 +223,7 @@ class UnitOfWork:
         for mandate in actor.mandates.values():
             if mandate["role"] not in registry.SINGLE_HOLDER_ROLES:
                 continue
-            office = self.get(Office.create_id(mandate["role"], mandate["jurisdiction"]))
+            office = self.writable(Office.create_id(mandate["role"], mandate["jurisdiction"]))
             if office is None:
                 office = Office(role=mandate["role"], jurisdiction=mandate["jurisdiction"])
             if (actor.actor_id, mandate["id"]) not in office.holders:
@@ -276,22 +337,30 @@ class Ledger(Application):
         whether it verified. Unknown keys are left to ``_authorise`` (which refuses)."""
         jobs = []
         work = UnitOfWork(self)
+        work.load(registry.actor_uuid(statement.actor) for _, _, statement in parsed)
         for position, envelope, statement in parsed:
             actor = work.actor(statement.actor)
             entry = actor.keys.get(envelope.keyid) if actor is not None else None
             if entry is not None:
                 jobs.append((position, envelope, decode_b64(entry["key"])))
 
-        def check(job: tuple[int, Envelope, bytes]) -> tuple[int, bool]:
-            try:
-                verify_signature(job[1], job[2])
-            except BadSignature:
-                return job[0], False
-            return job[0], True
+        def check(chunk: list[tuple[int, Envelope, bytes]]) -> dict[int, bool]:
+            verified = {}
+            for position, envelope, public_key in chunk:
+                try:
+                    verify_signature(envelope, public_key)
+                    verified[position] = True
+                except BadSignature:
+                    verified[position] = False
+            return verified
 
         if len(jobs) < 16:
-            return dict(map(check, jobs))
-        return dict(self._verifier.map(check, jobs, chunksize=64))
+            return check(jobs)
+        half = len(jobs) // 2  # one task per worker thread: no future per signature
+        verified: dict[int, bool] = {}
+        for part in self._verifier.map(check, [jobs[:half], jobs[half:]]):
+            verified.update(part)
+        return verified
 
     def _accept_all(
         self, parsed: list[tuple[int, Envelope, Statement]], verified: dict[int, bool],
@@ -301,6 +370,7 @@ class Ledger(Application):
         and save all accepted ones in one transaction; (position, record id, duplicate,
         envelope) of each accepted one."""
         work = UnitOfWork(self)
+        self._prefetch(work, [statement for _, _, statement in parsed])
         accepted: list[tuple[int, str, bool, dict[str, Any]]] = []
         size = self.tlog.size
         last = self.tlog.store.entry(size - 1) if size else None
@@ -387,6 +457,56 @@ class Ledger(Application):
         work.put(record)
         return str(record.id), False
 
+    def _prefetch(self, work: UnitOfWork, statements: list[Statement]) -> None:
+        """Load into ``work``, in a few queries, the aggregates deciding ``statements``
+        will read: the records of their ids, signers and subjects, the consignments,
+        receivers and parents of dispatches, the key owners and offices registry
+        statements check and the offices' holders. Only a speed-up: ``get`` loads
+        whatever this misses."""
+        first: list[UUID] = []
+        for statement in statements:
+            first += (record_uuid(statement.id), registry.actor_uuid(statement.actor))
+            body = statement.body
+            kind = statement.type.split(".")[0]
+            if is_registry(statement.type):
+                first.append(registry.actor_uuid(statement.subject))
+                keys = body.keys if isinstance(body, ActorRegistered) else []
+                keys = [body.key] if isinstance(body, ActorKeyAdded) else keys
+                first += (KeyOwner.create_id(key_id(decode_b64(key))) for key in keys)
+                mandates = body.mandates if isinstance(body, ActorRegistered) else []
+                mandates = [body.mandate] if isinstance(body, ActorMandateGranted) else mandates
+                first += (
+                    Office.create_id(m.role, m.jurisdiction)
+                    for m in mandates if m.role in registry.SINGLE_HOLDER_ROLES
+                )  # fmt: skip
+            elif kind == "logistics":
+                first.append(custody.consignment_uuid(statement.subject))
+                if isinstance(body, LogisticsDispatched):
+                    first.append(registry.actor_uuid(body.receiver))
+                    if body.parent is not None:
+                        first.append(custody.consignment_uuid(body.parent))
+            elif kind == "commitment":
+                first.append(Commitment.create_id(statement.subject))
+            else:
+                first.append(Pledge.create_id(statement.subject))
+        work.load(first)
+        # What put_actor indexes: the keys and offices of each changed actor.
+        second: list[UUID] = []
+        for statement in statements:
+            subject = work.loaded.get(registry.actor_uuid(statement.subject)) if is_registry(statement.type) else None
+            if isinstance(subject, Actor):
+                second += (KeyOwner.create_id(keyid) for keyid in subject.keys)
+                second += (
+                    Office.create_id(m["role"], m["jurisdiction"])
+                    for m in subject.mandates.values() if m["role"] in registry.SINGLE_HOLDER_ROLES
+                )  # fmt: skip
+        work.load(second)
+        work.load(
+            registry.actor_uuid(holder)
+            for office in list(work.loaded.values()) if isinstance(office, Office)
+            for holder, _ in office.holders
+        )  # fmt: skip
+
     def _fresh_cache(self) -> None:
         """If anyone else wrote since this process last looked, forget every cached
         aggregate (another process may have revoked a key or received a consignment).
@@ -465,16 +585,19 @@ class Ledger(Application):
     def _apply(
         self, work: UnitOfWork, statement: Statement, mandate: dict[str, Any] | None, at: str
     ) -> None:
+        # The statement's subject is the one aggregate a statement changes.
         kind = statement.type.split(".")[0]
         if is_registry(statement.type):
+            work.writable(registry.actor_uuid(statement.subject))
             work.put_actor(registry.apply_registry(work, statement, at))
         elif kind == "logistics":
+            work.writable(custody.consignment_uuid(statement.subject))
             work.put(custody.handle(statement, mandate, at, work))
         elif kind == "commitment":
-            existing = work.get(Commitment.create_id(statement.subject))
+            existing = work.writable(Commitment.create_id(statement.subject))
             work.put(handle_commitment(statement, existing, at))
         else:
-            existing = work.get(Pledge.create_id(statement.subject))
+            existing = work.writable(Pledge.create_id(statement.subject))
             work.put(handle_pledge(statement, mandate, existing, at))
 
     def checkpoint(self) -> str:

@@ -7,6 +7,7 @@ carry discrepancy reports. Nothing is edited: a correction is a new statement.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Protocol
 from uuid import UUID, uuid5
 
@@ -26,6 +27,7 @@ from ledger.statements import (
 LOGISTICS_ROLES = frozenset({"kpu", "ppk", "pps", "kpps"})
 
 
+@lru_cache(maxsize=65536)
 def consignment_uuid(consignment_id: str) -> UUID:
     return uuid5(NAMESPACE, "consignment:" + consignment_id)
 

@@ -89,6 +89,7 @@ class IntegrityLog:
         self.envelope_of = envelope_of
         self.checkpoint_file = checkpoint_file
         self._frontier: merkle.CompactRange | None = None
+        self._leaves: dict[int, bytes] = {}  # index → leaf bytes, of what integrate last appended
         self._lock = threading.RLock()
 
     # ---------------------------------------------------------------- integrating
@@ -100,20 +101,23 @@ class IntegrityLog:
     def integrate(self, *, batch: int = 500) -> int:
         """Append every accepted statement not yet in the log; returns the new size."""
         with self._lock:
+            appended: dict[int, bytes] = {}
             while True:
                 position, size = self.store.tracking()
                 pending = self.records(position, batch)
                 if not pending:
+                    if appended:
+                        self._leaves = appended
                     return size
                 frontier = self._frontier_at(size)
                 last_at = self._last_recorded_at(size)
-                entries, nodes = [], []
+                entries, nodes, leaves = [], [], {}
                 for offset, (notification_id, record_id, recorded_at, envelope) in enumerate(pending):
                     index = size + offset
                     # SPEC §3: recorded_at never decreases along the index.
                     recorded_at = max(recorded_at, last_at) if last_at else recorded_at
                     last_at = recorded_at
-                    data = leaf_bytes(index, recorded_at, envelope)
+                    data = leaves[index] = leaf_bytes(index, recorded_at, envelope)
                     nodes += frontier.append(merkle.leaf_hash(data))
                     digest = statement_digest(decode_b64(envelope["payload"]))
                     entries.append((index, notification_id, record_id, recorded_at, digest))
@@ -123,6 +127,9 @@ class IntegrityLog:
                     self._frontier = None  # another integrator moved first: reload and retry
                     continue
                 self._frontier = frontier
+                if len(appended) > 10_000:  # receipts need the last batch's; keep memory bounded
+                    appended = {}
+                appended.update(leaves)
 
     def _frontier_at(self, size: int) -> merkle.CompactRange:
         if self._frontier is None or self._frontier.size != size:
@@ -235,18 +242,21 @@ class IntegrityLog:
 
     def receipts(self, accepted: Sequence[tuple[int, str, bool, dict[str, Any]]]) -> dict[int, Receipt]:
         """Receipts for just-integrated statements, given (position, record id,
-        duplicate, envelope); position → Receipt, all against the latest checkpoint."""
+        duplicate, envelope); position → Receipt, all against the latest checkpoint.
+        The inclusion proofs of all of them come from one read of the tree."""
         note = self.latest_note()
         size = notes.parse_note(note).checkpoint.size
         located = self.store.locate([record_id for _, record_id, _, _ in accepted])
+        places = [located[record_id] for _, record_id, _, _ in accepted]
+        assert all(index < size for index, _ in places), (
+            "an accepted statement is integrated and signed before submit returns"
+        )
+        self._check_size(size)
+        proofs = merkle.inclusion_proofs([index for index, _ in places], size, self.store.read_nodes)
         found = {}
-        for position, record_id, duplicate, envelope in accepted:
-            index, recorded_at = located[record_id]
-            assert index < size, "an accepted statement is integrated and signed before submit returns"
-            data = leaf_bytes(index, recorded_at, envelope)
-            text = notes.format_receipt(
-                leaf_bytes=data, index=index, proof=self.inclusion_proof(index, size), checkpoint_note=note
-            )
+        for (position, _, duplicate, envelope), (index, recorded_at), proof in zip(accepted, places, proofs):
+            data = self._leaves.get(index) or leaf_bytes(index, recorded_at, envelope)
+            text = notes.format_receipt(leaf_bytes=data, index=index, proof=proof, checkpoint_note=note)
             found[position] = Receipt(
                 index=index, statement_digest=statement_digest(decode_b64(envelope["payload"])),
                 leaf_hash=merkle.leaf_hash(data), recorded_at=recorded_at, tlog_proof=text,

@@ -109,8 +109,10 @@ def _path_plan(level: int, index: int, size: int) -> list[list[NodeId]]:
     plan: list[list[NodeId]] = []
     while index or (1 << level) < size:  # until (level, index) covers all of [0, size)
         start = (index ^ 1) << level
-        if start < size:
-            plan.append(range_ids(start, min(start + (1 << level), size)))
+        if start + (1 << level) <= size:
+            plan.append([(level, index ^ 1)])  # a complete sibling: range_ids of it, without the walk
+        elif start < size:
+            plan.append(range_ids(start, size))
         level += 1
         index >>= 1
     return plan
@@ -135,6 +137,23 @@ def inclusion_proof(index: int, size: int, read: NodeReader) -> list[bytes]:
         raise ProofError(f"leaf index {index} is outside a tree of size {size}",
                          index=index, size=size)
     return _materialise(_path_plan(0, index, size), read)
+
+
+def inclusion_proofs(indices: Sequence[int], size: int, read: NodeReader) -> list[list[bytes]]:
+    """``inclusion_proof`` of each of ``indices`` in the tree of ``size``, in order, the
+    nodes of all of them read in at most one call.
+
+    Requires ``0 <= index < size`` for each, else raises ProofError.
+    """
+    plans = []
+    for index in indices:
+        if not 0 <= index < size:
+            raise ProofError(f"leaf index {index} is outside a tree of size {size}",
+                             index=index, size=size)
+        plans.append(_path_plan(0, index, size))
+    ids = [i for plan in plans for sibling in plan for i in sibling]
+    got = read(ids) if ids else {}
+    return [[_fold([got[i] for i in sibling]) for sibling in plan] for plan in plans]
 
 
 def consistency_proof(old_size: int, new_size: int, read: NodeReader) -> list[bytes]:

@@ -19,6 +19,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -244,6 +245,7 @@ def _parse_signature_line(line: str) -> NoteSignature:
     return NoteSignature(match[1], raw[:4], raw[4:])
 
 
+@lru_cache(maxsize=64)  # receipts parse the same latest note once per entry
 def parse_note(text: str) -> SignedCheckpoint:
     """Parse a checkpoint note strictly; verifies nothing. Raises NoteError for a
     missing blank line, a malformed body or signature line, non-canonical base64,

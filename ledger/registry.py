@@ -10,6 +10,7 @@ written once: ``apply_registry`` changes the registry, ``authorise`` decides.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -69,6 +70,7 @@ SINGLE_HOLDER_ROLES = frozenset(
 )
 
 
+@lru_cache(maxsize=65536)
 def actor_uuid(actor_id: str) -> UUID:
     return uuid5(NAMESPACE, "actor:" + actor_id)
 

@@ -18,7 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
+from uuid import UUID
 
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteDatastore
 
 _memory_counter = itertools.count()
@@ -66,6 +68,48 @@ class Backend:
             "POSTGRES_MAX_OVERFLOW": "8",
             "POSTGRES_LOCK_TIMEOUT": "10",
         }
+
+
+def select_events_of(recorder: Any, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+    """Every stored event of the given aggregates, each aggregate's in version order:
+    what ``recorder.select_events`` returns for each id, in one query per 500 ids
+    (SQLite and PostgreSQL; one query per id for other recorders)."""
+    found: list[StoredEvent] = []
+    wanted = list(dict.fromkeys(originator_ids))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        if type(recorder).__module__ == "eventsourcing.sqlite":
+            with recorder.datastore.transaction(commit=False) as c:
+                c.execute(
+                    "SELECT originator_id, originator_version, topic, state "
+                    f"FROM {recorder.events_table_name} WHERE originator_id IN ({', '.join('?' * len(chunk))}) "
+                    "ORDER BY originator_id, originator_version",
+                    [i.hex for i in chunk],
+                )
+                found += [
+                    StoredEvent(recorder.convert_originator_id(r["originator_id"]), r["originator_version"],
+                                r["topic"], r["state"])
+                    for r in c.fetchall()
+                ]  # fmt: skip
+        elif type(recorder).__module__ == "eventsourcing.postgres":
+            from psycopg.sql import SQL, Identifier
+
+            datastore = recorder.datastore
+            statement = SQL(
+                "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+                "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+            ).format(schema=Identifier(datastore.schema), table=Identifier(recorder.events_table_name))
+            ids = chunk if datastore.originator_id_type == "uuid" else [str(i) for i in chunk]
+            with datastore.get_connection() as connection, connection.cursor() as cursor:
+                cursor.execute(statement, [ids])
+                found += [
+                    StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+                    for r in cursor.fetchall()
+                ]
+        else:
+            for originator_id in chunk:
+                found += recorder.select_events(originator_id)
+    return found
 
 
 SCHEMA_LOCK_ID = 0x5A4B5353  # PostgreSQL advisory lock held while creating tables
