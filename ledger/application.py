@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from copy import deepcopy
-from functools import lru_cache
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid5
@@ -59,8 +59,8 @@ from ledger.statements import (
     format_time,
     is_registry,
 )
-from ledger.witness import check_cosignature
 from ledger.storage import Backend, LogStore, schema_lock, select_events_of
+from ledger.witness import check_cosignature
 
 SUBMIT_ATTEMPTS = 5
 WRITER_LOCK_ID = 0x5A4B5349  # "ZKSI": the PostgreSQL advisory lock of the one writer
@@ -146,7 +146,9 @@ class UnitOfWork:
     def get(self, aggregate_id: UUID) -> Any:
         if aggregate_id not in self.loaded:
             try:
-                self.loaded[aggregate_id] = self.ledger.repository.get(aggregate_id, deepcopy_from_cache=False)
+                self.loaded[aggregate_id] = self.ledger.repository.get(
+                    aggregate_id, deepcopy_from_cache=False
+                )
             except AggregateNotFoundError:
                 self.loaded[aggregate_id] = None
         return self.loaded[aggregate_id]
@@ -493,7 +495,9 @@ class Ledger(Application):
         # What put_actor indexes: the keys and offices of each changed actor.
         second: list[UUID] = []
         for statement in statements:
-            subject = work.loaded.get(registry.actor_uuid(statement.subject)) if is_registry(statement.type) else None
+            if not is_registry(statement.type):
+                continue
+            subject = work.loaded.get(registry.actor_uuid(statement.subject))
             if isinstance(subject, Actor):
                 second += (KeyOwner.create_id(keyid) for keyid in subject.keys)
                 second += (

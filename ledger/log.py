@@ -254,7 +254,8 @@ class IntegrityLog:
         self._check_size(size)
         proofs = merkle.inclusion_proofs([index for index, _ in places], size, self.store.read_nodes)
         found = {}
-        for (position, _, duplicate, envelope), (index, recorded_at), proof in zip(accepted, places, proofs):
+        for item, (index, recorded_at), proof in zip(accepted, places, proofs, strict=True):
+            position, _, duplicate, envelope = item
             data = self._leaves.get(index) or leaf_bytes(index, recorded_at, envelope)
             text = notes.format_receipt(leaf_bytes=data, index=index, proof=proof, checkpoint_note=note)
             found[position] = Receipt(

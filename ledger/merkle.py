@@ -151,7 +151,7 @@ def inclusion_proofs(indices: Sequence[int], size: int, read: NodeReader) -> lis
             raise ProofError(f"leaf index {index} is outside a tree of size {size}",
                              index=index, size=size)
         plans.append(_path_plan(0, index, size))
-    ids = [i for plan in plans for sibling in plan for i in sibling]
+    ids = list(dict.fromkeys(i for plan in plans for sibling in plan for i in sibling))
     got = read(ids) if ids else {}
     return [[_fold([got[i] for i in sibling]) for sibling in plan] for plan in plans]
 
