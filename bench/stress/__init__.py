@@ -253,7 +253,8 @@ def suite() -> None:
             text.append("")
         if "limits" in path:
             text.append("Bounds: one envelope 64 KiB (413 past it, with or without Content-Length); a batch 1,000 "
-                        "envelopes (413 batch-too-large) and 16 MiB; statement fields bounded (422 "
+                        "envelopes (413 batch-too-large) and 16 MiB; a statement 48,000 bytes of canonical JSON (422 "
+                        "malformed-statement), so every valid one fits in an envelope, and its fields bounded (422 "
                         "malformed-body); nesting 32 levels; all as README \"Limits\" documents. Beside 50 "
                         "connections that trickle headers or bodies a byte at a time, a normal client's 11 "
                         "submissions each get their receipt within 3 s.")  # fmt: skip
