@@ -4,6 +4,7 @@ digest, signer and key id."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ledger.envelope import decode_b64, key_id
@@ -40,34 +41,50 @@ class ActorsProjection(Projection):
     indexes = ("CREATE INDEX IF NOT EXISTS v_actor_mandates_j ON v_actor_mandates (role, jurisdiction)",)
 
     def apply(self, sql: Sql, entry: Entry) -> None:
-        statement, body = entry.statement, entry.statement.body
-        actor, index = statement.subject, entry.index
-        if isinstance(body, ActorRegistered):
-            sql.run("INSERT INTO v_actors VALUES (?, ?, ?, ?, ?)", (actor, body.name, body.kind, index, statement.actor))
-            for key in body.keys:
-                self._key(sql, actor, key, index)
-            for mandate in body.mandates:
-                self._mandate(sql, actor, mandate, index)
-        elif isinstance(body, ActorKeyAdded):
-            self._key(sql, actor, body.key, index)
-        elif isinstance(body, ActorKeyRevoked):
-            sql.run("UPDATE v_actor_keys SET revoked_index = ? WHERE actor = ? AND keyid = ?", (index, actor, body.keyid))
-        elif isinstance(body, ActorMandateGranted):
-            self._mandate(sql, actor, body.mandate, index)
-        elif isinstance(body, ActorMandateRevoked):
-            sql.run(
-                "UPDATE v_actor_mandates SET revoked_index = ? WHERE actor = ? AND mandate_id = ?",
-                (index, actor, body.mandate_id),
-            )
+        self.apply_batch(sql, [entry])
 
-    def _key(self, sql: Sql, actor: str, key: str, index: int) -> None:
-        sql.run("INSERT INTO v_actor_keys VALUES (?, ?, ?, ?, NULL)", (actor, key_id(decode_b64(key)), key, index))
+    def apply_batch(self, sql: Sql, entries: Sequence[Entry]) -> None:
+        """New actors, keys and mandates are inserted together (in log order), before
+        any revocation that follows them and at the end of the batch."""
+        inserts: dict[str, list[tuple[Any, ...]]] = {"v_actors": [], "v_actor_keys": [], "v_actor_mandates": []}
+        for entry in entries:
+            statement, body = entry.statement, entry.statement.body
+            actor, index = statement.subject, entry.index
+            if isinstance(body, ActorRegistered):
+                inserts["v_actors"].append((actor, body.name, body.kind, index, statement.actor))
+                for key in body.keys:
+                    inserts["v_actor_keys"].append(self._key(actor, key, index))
+                for mandate in body.mandates:
+                    inserts["v_actor_mandates"].append(self._mandate(actor, mandate, index))
+            elif isinstance(body, ActorKeyAdded):
+                inserts["v_actor_keys"].append(self._key(actor, body.key, index))
+            elif isinstance(body, ActorMandateGranted):
+                inserts["v_actor_mandates"].append(self._mandate(actor, body.mandate, index))
+            elif isinstance(body, ActorKeyRevoked):
+                self._insert(sql, inserts)
+                sql.run("UPDATE v_actor_keys SET revoked_index = ? WHERE actor = ? AND keyid = ?",
+                        (index, actor, body.keyid))  # fmt: skip
+            elif isinstance(body, ActorMandateRevoked):
+                self._insert(sql, inserts)
+                sql.run("UPDATE v_actor_mandates SET revoked_index = ? WHERE actor = ? AND mandate_id = ?",
+                        (index, actor, body.mandate_id))  # fmt: skip
+        self._insert(sql, inserts)
 
-    def _mandate(self, sql: Sql, actor: str, mandate: Any, index: int) -> None:
-        sql.run(
-            "INSERT INTO v_actor_mandates VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-            (actor, mandate.id, mandate.role, mandate.jurisdiction, mandate.valid_from, mandate.valid_until, index),
-        )
+    @staticmethod
+    def _insert(sql: Sql, inserts: dict[str, list[tuple[Any, ...]]]) -> None:
+        for table, rows in inserts.items():
+            if rows:
+                sql.many(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+                rows.clear()
+
+    @staticmethod
+    def _key(actor: str, key: str, index: int) -> tuple[Any, ...]:
+        return (actor, key_id(decode_b64(key)), key, index, None)
+
+    @staticmethod
+    def _mandate(actor: str, mandate: Any, index: int) -> tuple[Any, ...]:
+        return (actor, mandate.id, mandate.role, mandate.jurisdiction, mandate.valid_from, mandate.valid_until,
+                index, None)  # fmt: skip
 
 
 def actor(sql: Sql, actor_id: str, *, at_index: int | None = None) -> dict[str, Any] | None:
@@ -136,11 +153,13 @@ class TrailProjection(Projection):
     indexes = ("CREATE INDEX IF NOT EXISTS v_trail_digest ON v_trail (statement_digest)",)
 
     def apply(self, sql: Sql, entry: Entry) -> None:
-        statement = entry.statement
-        sql.run(
+        self.apply_batch(sql, [entry])
+
+    def apply_batch(self, sql: Sql, entries: Sequence[Entry]) -> None:
+        sql.many(
             "INSERT INTO v_trail VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (statement.subject, entry.index, statement.type, statement.actor, entry.keyid, statement.digest,
-             entry.leaf_hash.hex(), statement.region, statement.issued_at, entry.recorded_at),
+            [(e.statement.subject, e.index, e.statement.type, e.statement.actor, e.keyid, e.statement.digest,
+              e.leaf_hash.hex(), e.statement.region, e.statement.issued_at, e.recorded_at) for e in entries],
         )  # fmt: skip
 
 

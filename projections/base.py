@@ -19,8 +19,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ledger.canonical import canonical_bytes
+from ledger.canonical import MAX_DEPTH, MAX_SAFE_INTEGER, canonical_bytes
 from ledger.statements import Statement
+
+# canonical_bytes' fast path: RFC 8785 for values whose keys and text are ASCII.
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +70,84 @@ class Sql:
             self.run(f"UPDATE {table} SET position = position WHERE 0")
 
 
+class Rows:
+    """The rows of one table a batch touches, by primary key, held in memory and
+    written by ``flush``: each row is read at most once per batch, and the
+    batch's inserts and updates go out in one ``executemany`` each."""
+
+    def __init__(self, sql: Sql, table: str, key: str, columns: Sequence[str]) -> None:
+        self.sql, self.table, self.key, self.columns = sql, table, key, tuple(columns)
+        self.rows: dict[Any, dict[str, Any] | None] = {}
+        self.inserted: dict[Any, None] = {}  # keys, in insertion order
+        self.updated: dict[Any, None] = {}
+
+    def get(self, key: Any) -> dict[str, Any] | None:
+        """The row as the batch has left it so far, or None."""
+        if key not in self.rows:
+            row = self.sql.one(f"SELECT * FROM {self.table} WHERE {self.key} = ?", (key,))
+            self.rows[key] = None if row is None else dict(row)
+        return self.rows[key]
+
+    def insert(self, row: dict[str, Any]) -> None:
+        """A new row (every column). A key already present fails, here or at ``flush``."""
+        key = row[self.key]
+        if self.rows.get(key) is not None:
+            raise ValueError(f"{self.table}: a second row {key!r}")
+        self.rows[key] = row
+        self.inserted[key] = None
+
+    def update(self, key: Any, **changes: Any) -> None:
+        """Change columns of a row ``get`` returned."""
+        row = self.rows[key]
+        assert row is not None
+        row.update(changes)
+        if key not in self.inserted:
+            self.updated[key] = None
+
+    def flush(self) -> None:
+        rows = [self.rows[k] for k in self.inserted]
+        self.sql.many(
+            f"INSERT INTO {self.table} ({', '.join(self.columns)}) VALUES ({', '.join('?' * len(self.columns))})",
+            [[row[c] for c in self.columns] for row in rows if row is not None],
+        )
+        others = [c for c in self.columns if c != self.key]
+        rows = [self.rows[k] for k in self.updated]
+        self.sql.many(
+            f"UPDATE {self.table} SET {', '.join(c + ' = ?' for c in others)} WHERE {self.key} = ?",
+            [[*(row[c] for c in others), row[self.key]] for row in rows if row is not None],
+        )
+        self.rows.clear()
+        self.inserted.clear()
+        self.updated.clear()
+
+
 def dumps(value: Any) -> str:
-    """JSON for a view column: canonical, so digests never depend on dict order."""
+    """JSON for a view column: canonical, so digests never depend on dict order.
+    Values of ASCII text, safe integers, booleans and None (nearly all) skip
+    canonical_bytes' checks: for them it is this same sorted-key JSON."""
+    if _plain_json(value, 0):
+        return _JSON.encode(value)
     return canonical_bytes(value).decode("utf-8")
+
+
+def _plain_json(value: Any, depth: int) -> bool:
+    """Whether ``value`` is made of ASCII text, integers within ±(2^53-1), booleans,
+    None, and lists and string-keyed dicts of them, nested at most MAX_DEPTH deep."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii()  # type: ignore[no-any-return]
+    if kind is int:
+        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER  # type: ignore[no-any-return]
+    if value is None or kind is bool:
+        return True
+    if depth >= MAX_DEPTH:
+        return False
+    if kind is dict:
+        items = value.items()
+        return all(type(k) is str and k.isascii() and _plain_json(v, depth + 1) for k, v in items)
+    if kind is list or kind is tuple:
+        return all(_plain_json(item, depth + 1) for item in value)
+    return False
 
 
 def loads(text: str | None) -> Any:
@@ -101,18 +179,53 @@ class Projection:
     def apply(self, sql: Sql, entry: Entry) -> None:
         raise NotImplementedError  # abstract: every projection defines it
 
+    def apply_batch(self, sql: Sql, entries: Sequence[Entry]) -> None:
+        """Apply consecutive entries, in index order, as ``apply`` one by one would.
+        Projections that gain from it hold the batch's rows in memory and write them once."""
+        for entry in entries:
+            self.apply(sql, entry)
+
     def dump(self, sql: Sql) -> Iterator[bytes]:
         for table, (_, order) in sorted(self.tables.items()):
             cursor = sql.run(f"SELECT * FROM {table} ORDER BY {order}").cursor
             names = [column[0] for column in cursor.description]
+            plain_names = table.isascii() and all(name.isascii() for name in names)
             for row in cursor.fetchall():
-                yield canonical_bytes([table, dict(zip(names, _plain(row), strict=True))])
+                yield _row_line(table, names, _plain(row), plain_names=plain_names)
 
     def digest(self, sql: Sql, size: int) -> str:
         hasher = hashlib.sha256(f"{self.name}\n{size}\n".encode())
         for line in self.dump(sql):
             hasher.update(line + b"\n")
         return "sha256:" + hasher.hexdigest()
+
+
+
+
+def _row_line(table: str, names: list[str], values: list[Any], *, plain_names: bool) -> bytes:
+    """``canonical_bytes([table, row])``. With ASCII table and column names
+    (``plain_names``), a row of ASCII text, safe integers and NULLs (nearly
+    every row) is plain sorted-key JSON, written without canonical_bytes' walk
+    over the value; any other row goes through it."""
+    row = dict(zip(names, values, strict=True))
+    if plain_names and _simple(values):
+        return _JSON.encode([table, row]).encode("ascii")
+    return canonical_bytes([table, row])
+
+
+def _simple(values: list[Any]) -> bool:
+    """Whether every value is ASCII text, an integer within ±(2^53-1) or None."""
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            if not value.isascii():
+                return False
+        elif kind is int:
+            if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                return False
+        elif value is not None:
+            return False
+    return True
 
 
 def _plain(row: Any) -> list[Any]:

@@ -13,6 +13,7 @@ beside it, and the gap is shown, so offline signing stays visible to auditors.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ledger import regions
@@ -25,7 +26,7 @@ from ledger.statements import (
     LogisticsWitnessed,
     parse_time,
 )
-from projections.base import Entry, Projection, Sql, dumps, loads
+from projections.base import Entry, Projection, Rows, Sql, dumps, loads
 
 
 def _hop(entry: Entry) -> dict[str, Any]:
@@ -59,20 +60,34 @@ class CustodyProjection(Projection):
         "CREATE INDEX IF NOT EXISTS v_consignments_parent ON v_consignments (parent)",
     )
 
+    columns = ("id", "sender", "receiver", "direction", "region", "parent", "status", "items",
+               "received_items", "seals", "seals_intact", "condition", "due_by", "on_time", "dispatch",
+               "receipt", "witnesses", "discrepancies")  # fmt: skip
+
     def apply(self, sql: Sql, entry: Entry) -> None:
+        self.apply_batch(sql, [entry])
+
+    def apply_batch(self, sql: Sql, entries: Sequence[Entry]) -> None:
+        rows = Rows(sql, "v_consignments", "id", self.columns)
+        for entry in entries:
+            self._apply(rows, entry)
+        rows.flush()
+
+    def _apply(self, rows: Rows, entry: Entry) -> None:
         statement, body = entry.statement, entry.statement.body
         if isinstance(body, LogisticsDispatched):
-            sql.run(
-                "INSERT INTO v_consignments VALUES (?, ?, ?, ?, ?, ?, 'dispatched', ?, NULL, ?, "
-                "NULL, NULL, ?, NULL, ?, NULL, '[]', '[]')",
-                (statement.subject, statement.actor, body.receiver, body.direction, body.region,
-                 body.parent, dumps(body.items), dumps(body.seals), body.due_by, dumps(_hop(entry))),
-            )  # fmt: skip
+            rows.insert({
+                "id": statement.subject, "sender": statement.actor, "receiver": body.receiver,
+                "direction": body.direction, "region": body.region, "parent": body.parent,
+                "status": "dispatched", "items": dumps(body.items), "received_items": None,
+                "seals": dumps(body.seals), "seals_intact": None, "condition": None, "due_by": body.due_by,
+                "on_time": None, "dispatch": dumps(_hop(entry)), "receipt": None, "witnesses": "[]",
+                "discrepancies": "[]",
+            })  # fmt: skip
             return
-        row = sql.one(
-            "SELECT items, due_by, witnesses, discrepancies FROM v_consignments WHERE id = ?",
-            (statement.subject,),
-        )
+        if not isinstance(body, LogisticsReceived | LogisticsWitnessed | LogisticsDiscrepancyReported):
+            return
+        row = rows.get(statement.subject)
         if row is None:
             return
         if isinstance(body, LogisticsReceived):
@@ -81,24 +96,20 @@ class CustodyProjection(Projection):
             on_time = None if row["due_by"] is None else int(
                 parse_time(statement.issued_at) <= parse_time(row["due_by"])
             )  # fmt: skip
-            sql.run(
-                "UPDATE v_consignments SET status = ?, received_items = ?, seals_intact = ?, "
-                "condition = ?, on_time = ?, receipt = ? WHERE id = ?",
-                ("received" if complete else "received_with_discrepancy", dumps(body.items),
-                 int(body.seals_intact), body.condition, on_time, dumps(_hop(entry)), statement.subject),
+            rows.update(
+                statement.subject, status="received" if complete else "received_with_discrepancy",
+                received_items=dumps(body.items), seals_intact=int(body.seals_intact),
+                condition=body.condition, on_time=on_time, receipt=dumps(_hop(entry)),
             )  # fmt: skip
         elif isinstance(body, LogisticsWitnessed):
             witnesses = loads(row["witnesses"]) + [{**_hop(entry), "ref": statement.refs[0]}]
-            sql.run("UPDATE v_consignments SET witnesses = ? WHERE id = ?", (dumps(witnesses), statement.subject))
-        elif isinstance(body, LogisticsDiscrepancyReported):
+            rows.update(statement.subject, witnesses=dumps(witnesses))
+        else:
             reports = loads(row["discrepancies"]) + [
                 {**_hop(entry), "kinds": body.kinds, "items": body.items, "facts": body.facts,
                  "ref": statement.refs[0]}
             ]  # fmt: skip
-            sql.run(
-                "UPDATE v_consignments SET discrepancies = ? WHERE id = ?",
-                (dumps(reports), statement.subject),
-            )
+            rows.update(statement.subject, discrepancies=dumps(reports))
 
 
 class ReadinessProjection(Projection):
@@ -112,13 +123,25 @@ class ReadinessProjection(Projection):
         ),
     }
 
+    columns = ("tps", "consignment", "status", "due_by", "received_issued_at", "received_recorded_at",
+               "on_time", "missing", "discrepancy")  # fmt: skip
+
     def apply(self, sql: Sql, entry: Entry) -> None:
+        self.apply_batch(sql, [entry])
+
+    def apply_batch(self, sql: Sql, entries: Sequence[Entry]) -> None:
+        rows = Rows(sql, "v_tps", "tps", self.columns)
+        for entry in entries:
+            self._apply(rows, entry)
+        rows.flush()
+
+    def _apply(self, rows: Rows, entry: Entry) -> None:
         statement, body = entry.statement, entry.statement.body
         if isinstance(body, ActorRegistered | ActorMandateGranted):
             mandates = body.mandates if isinstance(body, ActorRegistered) else [body.mandate]
             for mandate in mandates:
                 if mandate.role == "kpps":
-                    self._ensure(sql, mandate.jurisdiction)
+                    self._ensure(rows, mandate.jurisdiction)
             return
         region = getattr(body, "region", None)
         if region is None or regions.level(region) != 5:
@@ -126,14 +149,13 @@ class ReadinessProjection(Projection):
         if isinstance(body, LogisticsDispatched):
             if body.direction != "outbound":
                 return
-            self._ensure(sql, region)
-            sql.run(
-                "UPDATE v_tps SET consignment = ?, status = 'dispatched', due_by = ?, missing = ? "
-                "WHERE tps = ? AND consignment IS NULL",
-                (statement.subject, body.due_by, dumps(body.items), region),
-            )
+            if self._ensure(rows, region)["consignment"] is None:
+                rows.update(region, consignment=statement.subject, status="dispatched", due_by=body.due_by,
+                            missing=dumps(body.items))  # fmt: skip
             return
-        row = sql.one("SELECT consignment, due_by, missing, discrepancy FROM v_tps WHERE tps = ?", (region,))
+        if not isinstance(body, LogisticsReceived | LogisticsDiscrepancyReported):
+            return
+        row = rows.get(region)
         if row is None or row["consignment"] != statement.subject:
             return  # a return hop, or a hop this TPS's outbound consignment is not
         if isinstance(body, LogisticsReceived):
@@ -143,18 +165,21 @@ class ReadinessProjection(Projection):
             on_time = None if row["due_by"] is None else int(
                 parse_time(statement.issued_at) <= parse_time(row["due_by"])
             )  # fmt: skip
-            sql.run(
-                "UPDATE v_tps SET status = ?, received_issued_at = ?, received_recorded_at = ?, "
-                "on_time = ?, missing = ?, discrepancy = ? WHERE tps = ?",
-                ("received" if complete else "received_with_discrepancy", statement.issued_at,
-                 entry.recorded_at, on_time, dumps(missing), max(row["discrepancy"], int(not complete)), region),
+            rows.update(
+                region, status="received" if complete else "received_with_discrepancy",
+                received_issued_at=statement.issued_at, received_recorded_at=entry.recorded_at,
+                on_time=on_time, missing=dumps(missing), discrepancy=max(row["discrepancy"], int(not complete)),
             )  # fmt: skip
-        elif isinstance(body, LogisticsDiscrepancyReported):
-            sql.run("UPDATE v_tps SET discrepancy = 1 WHERE tps = ?", (region,))
+        else:
+            rows.update(region, discrepancy=1)
 
-    def _ensure(self, sql: Sql, tps: str) -> None:
-        if sql.one("SELECT tps FROM v_tps WHERE tps = ?", (tps,)) is None:
-            sql.run("INSERT INTO v_tps VALUES (?, NULL, 'missing', NULL, NULL, NULL, NULL, '{}', 0)", (tps,))
+    def _ensure(self, rows: Rows, tps: str) -> dict[str, Any]:
+        row = rows.get(tps)
+        if row is None:
+            row = {"tps": tps, "consignment": None, "status": "missing", "due_by": None, "received_issued_at": None,
+                   "received_recorded_at": None, "on_time": None, "missing": "{}", "discrepancy": 0}  # fmt: skip
+            rows.insert(row)
+        return row
 
 
 # ---------------------------------------------------------------- queries

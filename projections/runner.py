@@ -19,18 +19,18 @@ from typing import Any
 from eventsourcing.persistence import PersistenceError
 
 from ledger.application import RECORD_TOPIC, Ledger
-from ledger.audit import iter_entries
-from ledger.envelope import decode_statement, parse_envelope
 from ledger.storage import schema_lock
 from projections.actors import ActorsProjection, TrailProjection
-from projections.base import Entry, Projection, Sql
+from projections.base import Projection, Sql
 from projections.custody import CustodyProjection, ReadinessProjection
+from projections.entries import read_entries
 from projections.registers import CommitmentsProjection, PledgesProjection
 
 log = logging.getLogger("saksi.projections")
 
 TRACKING = "saksi_projections"
 PROJECTION_LOCK_ID = 0x5A4B5350  # PostgreSQL advisory lock: one projecting process at a time
+REBUILD_BATCH = 2000  # entries per transaction when rebuilding: fewer commits, still bounded memory
 
 
 def all_projections() -> list[Projection]:
@@ -72,15 +72,6 @@ class Projector:
             rows = sql.all(f"SELECT name, position FROM {TRACKING}")
         return {r["name"]: r["position"] for r in rows if r["name"] in self.by_name}
 
-    def _entries(self, start: int, end: int) -> list[Entry]:
-        leaves = self.store.read_nodes([(0, i) for i in range(start, end)])
-        entries = []
-        for item in iter_entries(self.ledger, start, end):
-            envelope = parse_envelope(item["envelope"])
-            entries.append(Entry(item["index"], item["recorded_at"], decode_statement(envelope),
-                                 envelope.keyid, leaves[(0, item["index"])]))  # fmt: skip
-        return entries
-
     def catch_up(self, *, batch: int = 500, progress: Callable[[int], None] | None = None) -> int:
         """Apply every integrated entry not yet projected; returns the log size reflected.
         Several processes may call it at once: one projects, the others wait, then
@@ -92,7 +83,7 @@ class Projector:
                 low = min(positions.values(), default=size)
                 if low >= size:
                     return size
-                entries = self._entries(low, min(size, low + batch))  # read before writing
+                entries = read_entries(self.ledger, low, min(size, low + batch))  # read before writing
                 with self._process_lock(), self.sql(commit=True) as sql:
                     if sql.postgres:  # released at commit or rollback
                         sql.run("SELECT pg_advisory_xact_lock(?)", (PROJECTION_LOCK_ID,))
@@ -102,9 +93,8 @@ class Projector:
                         continue  # another process projected meanwhile: look again
                     for projection in self.projections:
                         todo = [e for e in entries if e.index >= positions[projection.name]]
-                        for entry in todo:
-                            projection.apply(sql, entry)
                         if todo:
+                            projection.apply_batch(sql, todo)
                             sql.run(f"UPDATE {TRACKING} SET position = ? WHERE name = ?",
                                     (todo[-1].index + 1, projection.name))  # fmt: skip
                 if progress:
@@ -132,7 +122,7 @@ class Projector:
             for projection in chosen:
                 projection.clear(sql)
                 sql.run(f"UPDATE {TRACKING} SET position = 0 WHERE name = ?", (projection.name,))
-        self.catch_up(progress=progress)
+        self.catch_up(batch=REBUILD_BATCH, progress=progress)
         return [s for s in self.status() if s.name in {p.name for p in chosen}]
 
     def status(self) -> list[ProjectionStatus]:

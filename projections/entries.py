@@ -1,0 +1,82 @@
+"""The log's entries as projections see them, read a batch at a time.
+
+The log integrates the application's ``Record.Accepted`` notifications in
+notification order, and its entries table keeps each entry's notification id:
+the events of entries [start, end) are therefore the record notifications from
+the first entry's notification id to the last one's. One ``select_notifications``
+page per batch replaces a repository read per entry; an entry whose
+notification is not on that page (never expected) is read on its own.
+
+Only accepted statements reach the log, and the write path already parsed
+their envelopes strictly and checked their payloads canonical: that is not
+done again here. Each statement is still built by ``Statement.parse`` from its
+payload, exactly as the write path built it, so projections see the same values.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+from uuid import UUID
+
+from ledger.application import RECORD_TOPIC, Ledger
+from ledger.envelope import statement_digest
+from ledger.statements import Statement
+from projections.base import Entry
+
+
+def read_entries(ledger: Ledger, start: int, end: int) -> list[Entry]:
+    """The integrated entries with start <= index < end, in index order (fewer when
+    the log is shorter). Requires 0 <= start."""
+    store = ledger.tlog.store
+    rows = store.entries(start, end)
+    if not rows:
+        return []
+    leaves = _leaf_hashes(ledger, rows[0][0], rows[-1][0] + 1)
+    envelopes = _record_envelopes(ledger, first=rows[0][1], last=rows[-1][1], count=len(rows))
+    entries = []
+    for index, notification_id, record_id, recorded_at in rows:
+        found = envelopes.get(notification_id)
+        if found is not None and found[0] == record_id:
+            envelope = found[1]
+        else:
+            envelope = _envelope_of(ledger, record_id)
+        payload = base64.b64decode(envelope["payload"])
+        statement = Statement.parse(json.loads(payload), payload=payload, digest=statement_digest(payload))
+        keyid = envelope["signatures"][0]["keyid"]
+        entries.append(Entry(index, recorded_at, statement, keyid, leaves[index]))
+    return entries
+
+
+def _leaf_hashes(ledger: Ledger, start: int, end: int) -> dict[int, bytes]:
+    """index → leaf hash for start <= index < end (the log's level-0 Merkle nodes)."""
+    store = ledger.tlog.store
+    with store.transaction(commit=False) as cursor:
+        query = f"SELECT idx, hash FROM {store.t['nodes']} WHERE level = 0 AND idx >= ? AND idx < ?"
+        cursor.execute(query.replace("?", store.p), (start, end))
+        return {row["idx"]: bytes(row["hash"]) for row in cursor.fetchall()}
+
+
+def _record_envelopes(
+    ledger: Ledger, *, first: int, last: int, count: int
+) -> dict[int, tuple[str, dict[str, Any]]]:
+    """notification id → (record id, envelope) of at most ``count`` record
+    notifications with first <= id <= last (decoded as ``Mapper.to_domain_event`` does)."""
+    mapper = ledger.mapper
+    found = {}
+    page = ledger.recorder.select_notifications(start=first, limit=count, stop=last, topics=[RECORD_TOPIC])
+    for notification in page:
+        state = notification.state
+        if mapper.cipher:
+            state = mapper.cipher.decrypt(state)
+        if mapper.compressor:
+            state = mapper.compressor.decompress(state)
+        found[notification.id] = (str(notification.originator_id), mapper.transcoder.decode(state)["envelope"])
+    return found
+
+
+def _envelope_of(ledger: Ledger, record_id: str) -> dict[str, Any]:
+    for accepted in ledger.events.get(UUID(record_id), lte=1):
+        return accepted.envelope  # type: ignore[attr-defined, no-any-return]
+    raise LookupError(f"log entry for record {record_id} has no stored event")
