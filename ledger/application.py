@@ -166,9 +166,11 @@ class UnitOfWork:
         self.changed[aggregate.id] = aggregate
         self.own.add(aggregate.id)
 
-    def load(self, aggregate_ids: Iterable[UUID]) -> None:
+    def load(self, aggregate_ids: Iterable[UUID], *, remember: bool = True) -> None:
         """Load at once those of ``aggregate_ids`` not loaded yet (cached or, in one
-        query, stored), so that ``get`` finds them; those not stored are absent."""
+        query, stored), so that ``get`` finds them; those not stored are absent.
+        ``remember=False`` leaves the cache as it is: outside the writer lock, a state
+        read before a concurrent save must not replace the saved one there."""
         cache = self.ledger.repository.cache
         wanted = []
         for aggregate_id in aggregate_ids:
@@ -190,7 +192,7 @@ class UnitOfWork:
             aggregate = None
             for stored in stored_events:  # eventsourcing's project_aggregate, less its type check
                 aggregate = to_domain_event(stored).mutate(aggregate)
-            if aggregate is not None and cache is not None:
+            if aggregate is not None and cache is not None and remember:
                 cache.put(aggregate_id, aggregate)
             self.loaded[aggregate_id] = aggregate
 
@@ -339,7 +341,7 @@ class Ledger(Application):
         whether it verified. Unknown keys are left to ``_authorise`` (which refuses)."""
         jobs = []
         work = UnitOfWork(self)
-        work.load(registry.actor_uuid(statement.actor) for _, _, statement in parsed)
+        work.load((registry.actor_uuid(statement.actor) for _, _, statement in parsed), remember=False)
         for position, envelope, statement in parsed:
             actor = work.actor(statement.actor)
             entry = actor.keys.get(envelope.keyid) if actor is not None else None

@@ -11,6 +11,7 @@ import pytest
 from ledger import merkle
 from ledger.application import UnitOfWork
 from ledger.custody import consignment_uuid
+from ledger.envelope import decode_statement
 from ledger.registry import actor_uuid
 from ledger.storage import select_events_of
 from tests.conftest import KEC, Chain, World, build_chain, dispatch_body, receipt_body
@@ -97,3 +98,18 @@ def test_a_failed_save_leaves_the_cached_aggregates_as_stored(
     assert world.ledger.consignment("out.kec").status == "dispatched"
     assert world.submit(receipt).index > 0
     assert world.ledger.consignment("out.kec").status == "received"
+
+
+def test_verifying_before_the_writer_lock_leaves_the_cache_alone(world: World) -> None:
+    """What _preverify reads outside the writer lock may be older than what a concurrent
+    save puts in the cache: it must never replace it there."""
+    chain = build_chain(world)
+    envelope = world.sign(
+        chain.kpu, "logistics.dispatched", "out.kec", dispatch_body(KEC, chain.ppk.actor)
+    )
+    ledger = world.ledger
+    ledger.repository.cache = type(ledger.repository.cache)(100)  # cold
+    parsed = [(0, envelope, decode_statement(envelope))]
+    assert ledger._preverify(parsed) == {0: True}
+    with pytest.raises(KeyError):
+        ledger.repository.cache.get(actor_uuid(chain.kpu.actor))
