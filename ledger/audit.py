@@ -16,24 +16,17 @@ Memory stays bounded by the registry's size: entries are streamed in chunks, the
 tree is folded as a compact range, and signatures are checked in batches on a
 thread pool (both cores: Ed25519 verification releases the GIL) with
 ``ledger.ed25519`` (libsodium first, OpenSSL's verdict whenever libsodium refuses).
-Each envelope is parsed and its statement validated once, a few batches ahead, in a
-worker process when the audit has two workers (``EntryParser``); the stored
-Merkle nodes of a chunk are read in one go. Every deferred check (parsing,
-signatures, nodes) is reported at its entry's turn or settled before any later
-failure is, so the first bad index still wins.
+Each envelope is parsed and its statement validated once; the stored Merkle nodes
+of a chunk are read in one go. The deferred checks (signatures, nodes) are settled
+before any later failure is reported, so the first bad index still wins.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import multiprocessing
 import os
-import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,8 +46,6 @@ from ledger.witness import check_cosignature
 
 CHUNK = 1000
 SIGNATURE_BATCH = 2000
-PARSE_BATCH = 250  # entries per batch sent to the parsing process
-PARSE_AHEAD = 6  # batches parsed ahead of the replay
 
 Progress = Callable[[int], None]  # called with the number of entries checked so far
 
@@ -177,12 +168,12 @@ class Replay:
         if not self.dense and index > self.last + 1 and self.last + 1 < len(self.genesis):
             raise AuditFailure(self.last + 1, "a genesis registration is missing")
 
-    def parsed(self, index: int, recorded_at: str, envelope: Envelope, statement: Statement | StatementSummary) -> Any:
+    def parsed(self, index: int, recorded_at: str, envelope: Envelope, statement: Statement) -> Statement:
         """``entry`` for an envelope already parsed by ``parse_entry``."""
         self._order(index)
         return self._replay(index, recorded_at, envelope, statement)
 
-    def _replay(self, index: int, recorded_at: str, envelope: Envelope, statement: Any) -> Any:
+    def _replay(self, index: int, recorded_at: str, envelope: Envelope, statement: Statement) -> Statement:
         try:
             if index < len(self.genesis):
                 public_key = registry.check_genesis(statement, envelope.keyid, self.genesis[index])
@@ -257,134 +248,6 @@ def _records(ledger: Ledger) -> Iterator[tuple[int, UUID, Any]]:
         position = chunk[-1].id
 
 
-@dataclass(frozen=True, slots=True)
-class StatementSummary:
-    """What the replay reads of a statement that is neither a registry statement nor
-    a genesis entry (``registry.authorise``: actor, type, region), and the audit (id):
-    a validated statement's fields, small to send from the parsing process."""
-
-    id: str
-    type: str
-    actor: str
-    subject: str
-    region: str | None
-    digest: str
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedEntry:
-    """``parse_entry``'s outcome for one entry: the envelope and statement, or what to raise."""
-
-    envelope: Envelope | None = None
-    statement: Statement | StatementSummary | None = None
-    refusal: str | None = None  # "code: message" of the SaksiError raised
-    error: Exception | None = None  # anything else raised
-
-    def result(self, index: int) -> tuple[Envelope, Any]:
-        """The envelope and statement; raises AuditFailure naming ``index`` as ``parse_entry`` does."""
-        if self.refusal is not None:
-            raise AuditFailure(index, self.refusal)
-        if self.error is not None:
-            raise self.error
-        assert self.envelope is not None and self.statement is not None
-        return self.envelope, self.statement
-
-
-def parse_entries(first: int, envelopes: list[Any], genesis: int) -> list[ParsedEntry]:
-    """``parse_entry`` of entries ``first``, ``first + 1``, …; statements other than
-    registry and genesis ones come back as summaries (what the replay needs)."""
-    done = []
-    for index, envelope_json in enumerate(envelopes, first):
-        try:
-            envelope = parse_envelope(envelope_json)
-            statement: Statement | StatementSummary = _decode_statement(envelope)
-        except SaksiError as error:
-            done.append(ParsedEntry(refusal=f"{error.code}: {error}"))
-            continue
-        except Exception as error:  # noqa: BLE001 - raised in order, where parse_entry would raise it
-            done.append(ParsedEntry(error=error))
-            continue
-        if index >= genesis and not is_registry(statement.type):
-            statement = StatementSummary(statement.id, statement.type, statement.actor, statement.subject,
-                                         statement.region, statement.digest)  # fmt: skip
-        done.append(ParsedEntry(envelope, statement))
-    return done
-
-
-class EntryParser:
-    """Runs ``parse_entries`` a few batches ahead of the replay in one worker process
-    (``process``: the second core does the JSON, canonical form and schema checks
-    while this one replays), or inline.
-
-    The worker is forked when this process runs no other thread (no re-import), else
-    started by a fork server. Until it is up, and for good if it dies, batches are
-    parsed inline at their turn: the process only ever takes work off this one."""
-
-    def __init__(self, genesis: int, *, process: bool) -> None:
-        self.genesis = genesis
-        self.pool: ProcessPoolExecutor | None = None
-        self.ready: Future[list[ParsedEntry]] | None = None
-        method = "fork" if threading.active_count() == 1 else "forkserver"
-        if process and method in multiprocessing.get_all_start_methods():
-            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method))
-            self.ready = self.pool.submit(parse_entries, 0, [], genesis)  # done once it has imported us
-
-    def submit(self, first: int, envelopes: list[Any]) -> Callable[[], list[ParsedEntry]]:
-        """Start parsing entries ``first``, ``first + 1``, …; returns how to get the result."""
-        ready = self.ready
-        if self.pool is not None and ready is not None and ready.done() and ready.exception() is None:
-            future = self.pool.submit(parse_entries, first, envelopes, self.genesis)
-            return lambda: self._result(future, first, envelopes)
-        return lambda: parse_entries(first, envelopes, self.genesis)
-
-    def _result(self, future: Future[list[ParsedEntry]], first: int, envelopes: list[Any]) -> list[ParsedEntry]:
-        try:
-            return future.result()
-        except BrokenProcessPool:  # the worker died: carry on inline
-            self.close()
-            return parse_entries(first, envelopes, self.genesis)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
-            self.pool = None
-
-
-ReadRecord = tuple[int, UUID, Any, Any, ParsedEntry]  # notification id, originator id, event or error, envelope, parsed
-
-
-def _read_ahead(ledger: Ledger, parser: EntryParser) -> Iterator[ReadRecord | UnreadableRow]:
-    """Every record in order, decoded, its envelope parsed by ``parser`` up to
-    ``PARSE_AHEAD`` batches ahead; ends with the UnreadableRow at an unreadable row."""
-    records = _records(ledger)
-    pending: deque[tuple[list[tuple[int, UUID, Any, Any]], Callable[[], list[ParsedEntry]]]] = deque()
-    position, ended, unreadable = 0, False, None
-    while True:
-        while not ended and len(pending) < PARSE_AHEAD:
-            batch = []
-            try:
-                for found in itertools.islice(records, PARSE_BATCH):
-                    notification_id, originator_id, notification = found
-                    try:
-                        accepted: Any = ledger.mapper.to_domain_event(notification)
-                    except Exception as error:  # noqa: BLE001 - reported at its index
-                        accepted = error
-                    batch.append((notification_id, originator_id, accepted, getattr(accepted, "envelope", None)))
-            except UnreadableRow as error:
-                unreadable, ended = error, True
-            ended = ended or len(batch) < PARSE_BATCH
-            if batch:
-                pending.append((batch, parser.submit(position, [row[3] for row in batch])))
-                position += len(batch)
-        if not pending:
-            break
-        batch, result = pending.popleft()
-        for row, parsed in zip(batch, result(), strict=True):
-            yield (*row, parsed)
-    if unreadable is not None:
-        yield unreadable
-
-
 def _stored_entries(ledger: Ledger) -> Iterator[tuple[int, int, str, str]]:
     start = 0
     while True:
@@ -407,9 +270,7 @@ def audit_ledger(
     vkey). Returns a report when everything holds; raises AuditFailure naming the
     first bad index otherwise (index None for a fault not tied to one entry)."""
     store = ledger.tlog.store
-    workers = min(2, os.cpu_count() or 1) if workers is None else workers
-    checker = SignatureChecker(workers)
-    parser = EntryParser(len(ledger.genesis), process=workers >= 2)
+    checker = SignatureChecker(min(2, os.cpu_count() or 1) if workers is None else workers)
     replay = Replay(ledger.genesis, checker)
     checkpoints = {size: (root, note) for size, root, note in store.checkpoints()}
     roots: dict[int, bytes] = {}
@@ -419,15 +280,23 @@ def audit_ledger(
     try:
         entries = _stored_entries(ledger)
         last_at = ""
+        records = _records(ledger)
         index = -1
-        for item in _read_ahead(ledger, parser):
+        while True:
             index += 1
-            if isinstance(item, UnreadableRow):
-                raise AuditFailure(index, f"the stored event cannot be read: {item}") from None
-            notification_id, originator_id, accepted, envelope, parsed_entry = item
+            try:
+                found = next(records, None)
+            except UnreadableRow as error:
+                raise AuditFailure(index, f"the stored event cannot be read: {error}") from None
+            if found is None:
+                break
+            notification_id, originator_id, notification = found
             stored = next(entries, None)
-            if isinstance(accepted, Exception):  # a stored event that no longer decodes: tampered
-                raise AuditFailure(index, f"the stored event cannot be decoded: {accepted}") from None
+            try:
+                accepted = ledger.mapper.to_domain_event(notification)
+            except Exception as error:  # a stored event that no longer decodes: tampered
+                raise AuditFailure(index, f"the stored event cannot be decoded: {error}") from None
+            envelope = getattr(accepted, "envelope", None)
             recorded_at = getattr(accepted, "recorded_at", "")
             if stored is None:
                 if index >= tracked_size:  # not integrated yet: check it all the same
@@ -442,7 +311,7 @@ def audit_ledger(
                     index, "the entry does not point at this statement's event: events were "
                     "deleted, inserted or re-ordered",
                 )  # fmt: skip
-            parsed, statement = parsed_entry.result(index)
+            parsed, statement = parse_entry(index, envelope)
             if record_uuid(statement.id) != originator_id:
                 raise AuditFailure(index, "the event's originator id does not match its statement id")
             if entry_at != max(recorded_at, last_at) or (last_at and entry_at < last_at):
@@ -467,7 +336,6 @@ def audit_ledger(
         raise replay.check_first_failure(nodes.check_first_failure(failure)) from None
     finally:
         checker.close()
-        parser.close()
     if progress:
         progress(frontier.size)
     _check_checkpoints(checkpoints, roots, frontier.size, log_key, checkpoint_file, frontier.root())

@@ -2,12 +2,11 @@
 the leaf bytes written directly from a parsed envelope equal the JCS form of the
 entry (``log.leaf_bytes``); the statement decoding equals ``decode_statement``; a
 deferred node check still names the first bad entry when a later entry fails too;
-and the audit with its parsing process (two workers) finds what the inline audit
-finds, at the same index, with the same message."""
+and the audit with two workers (signatures checked on threads, nodes a chunk at a
+time) finds what the inline audit finds, at the same index, with the same message."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.audit import (
-    EntryParser,
     NodeChecker,
     _decode_statement,
     audit_ledger,
@@ -175,28 +173,9 @@ TAMPERS: dict[str, tuple[Any, int | None]] = {
 
 
 @pytest.mark.parametrize("tamper", list(TAMPERS), ids=list(TAMPERS))
-def test_the_parsing_process_reports_what_inline_parsing_does(home: Path, tamper: str) -> None:  # noqa: F811
+def test_two_workers_report_what_the_inline_audit_does(home: Path, tamper: str) -> None:  # noqa: F811
     change, expected = TAMPERS[tamper]
     change(home)
     inline = audit_outcome(home, 0)
     assert inline[0] == expected, inline
     assert audit_outcome(home, 2) == inline
-
-
-def test_the_parser_works_beside_other_threads_and_inline_until_its_worker_is_up() -> None:
-    started, stop = threading.Event(), threading.Event()
-    other = threading.Thread(target=lambda: (started.set(), stop.wait()))
-    other.start()
-    started.wait()
-    try:
-        parser = EntryParser(0, process=True)  # another thread runs: a fork server starts the worker
-        assert parser.ready is not None
-        early = parser.submit(0, [{"payloadType": "x"}])  # most likely before the worker is up: inline
-        parser.ready.result(timeout=120)
-        late = parser.submit(1, [{"payloadType": "x"}])
-        expected = ["malformed-envelope: an envelope has exactly payloadType, payload and signatures"]
-        assert [p.refusal for p in early()] == [p.refusal for p in late()] == expected
-        parser.close()
-    finally:
-        stop.set()
-        other.join()
