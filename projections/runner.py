@@ -148,7 +148,7 @@ class Projector:
         try:
             while not stop.is_set():
                 try:
-                    self.catch_up()
+                    reached = self.catch_up()
                 except PersistenceError as error:  # the database was busy or went away: try again
                     log.warning("projections: catching up failed, retrying: %r", error)
                     stop.wait(interval)
@@ -157,11 +157,24 @@ class Projector:
                 while not stop.is_set() and time.monotonic() < deadline:
                     if wake.wait(0.05):
                         wake.clear()
-                        stop.wait(0.02)  # the record's entry is integrated right after its commit
+                        self._await_integration(stop, reached)
                         break
         finally:
             if subscription is not None:
                 subscription.stop()
+
+    def _await_integration(self, stop: threading.Event, reached: int, *, patience: float = 2.0) -> None:
+        """A notification says a record was committed; its log entry is integrated
+        right after, by the writer, so wait (briefly, polling) until the log grows
+        past ``reached`` — a busy machine must not make the follower miss it and
+        sleep until the next notification."""
+        settle = time.monotonic() + patience
+        while not stop.wait(0.02) and time.monotonic() < settle:
+            try:
+                if self.ledger.tlog.size > reached:
+                    return
+            except PersistenceError:
+                return
 
     @staticmethod
     def _listen(subscription: Any, wake: threading.Event) -> None:
