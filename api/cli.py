@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from typer._click import exceptions as click_exceptions  # typer vendors click (pinned)
 from typer.core import TyperGroup
@@ -23,7 +22,6 @@ from eventsourcing.persistence import PersistenceError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from api.problems import from_saksi_error
 from ledger.audit import audit_ledger
 from ledger.bundle import export_bundle, verify_bundle
 from ledger.canonical import JSONRefused, strict_loads
@@ -104,8 +102,13 @@ def errors() -> Iterator[None]:
         raise fail(str(error)) from None
     except PersistenceError as error:
         raise fail(f"{type(error).__name__}: {error}".splitlines()[0], "database") from None
-    except httpx.HTTPError as error:
-        raise fail(f"{type(error).__name__}: {error}", "server-unreachable") from None
+    except Exception as error:
+        # httpx (and fastapi) are imported only by the commands that talk to a server,
+        # so that `saksi verify`, `sign` and the like start fast.
+        httpx = sys.modules.get("httpx")
+        if httpx is not None and isinstance(error, httpx.HTTPError):
+            raise fail(f"{type(error).__name__}: {error}", "server-unreachable") from None
+        raise
 
 
 def progress_bar() -> Progress:
@@ -239,6 +242,8 @@ def submit(
                 for start in range(0, len(items), 500):
                     for result in ledger.submit_batch(items[start:start + 500]):
                         if isinstance(result, SaksiError):
+                            from api.problems import from_saksi_error
+
                             refused += 1
                             line = from_saksi_error(result)
                         else:

@@ -530,6 +530,12 @@ def test_a_refused_submission_exits_1(home: Path, tmp_path: Path) -> None:
     assert checkpoint_size(home) == DEMO_SIZE
 
 
+def test_commands_that_need_no_server_do_not_import_the_web_stack() -> None:
+    """`saksi verify`, `sign`, `keygen` … start without fastapi and httpx (half the start-up time)."""
+    code = "import sys, api.cli; print(sorted({'fastapi', 'httpx', 'uvicorn'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
 # ---------------------------------------------------------------- the README
 
 
