@@ -12,20 +12,18 @@ Two halves:
   readiness, the commitments and neutrality registers, the actor registry at any
   index, and the integrity trail.
 
-Self-contained on purpose: nothing here depends on tests/conftest.py.
+Self-contained on purpose: of tests/conftest.py it uses only ``fresh_postgres_database``.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -57,6 +55,7 @@ from projections.custody import CustodyProjection, ReadinessProjection
 from projections.entries import read_entries
 from projections.registers import CommitmentsProjection, PledgesProjection
 from projections.runner import ProjectionStatus, Projector, all_projections, query
+from tests.conftest import fresh_postgres_database
 
 ORIGIN = "saksi.test/log"
 NAMES = ["custody", "readiness", "commitments", "pledges", "actors", "trail"]
@@ -875,18 +874,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield "sqlite:///" + str(tmp_path / "x.sqlite")
         return
-    import psycopg
-    from psycopg import sql
-
-    server = os.environ["SAKSI_TEST_POSTGRES_URL"]
-    name = f"saksi_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(server, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(urlsplit(server)._replace(path="/" + name))
-    finally:
-        with psycopg.connect(server, autocommit=True) as connection:
-            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with fresh_postgres_database(os.environ["SAKSI_TEST_POSTGRES_URL"]) as url:
+        yield url
 
 
 def reference_entries(ledger: Ledger, start: int, end: int) -> list[Entry]:
