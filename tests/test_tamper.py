@@ -14,12 +14,11 @@ from typer.testing import CliRunner
 
 from api.cli import app, build_demo
 from ledger import notes
-from ledger.application import Record
-from ledger.envelope import decode_b64, decode_statement, key_id
 from ledger.errors import InconsistentCheckpoint
 from ledger.home import Home
-from ledger.scenario import SimulatedClock, kota_metro
+from ledger.scenario import kota_metro
 from ledger.witness import Witness
+from tests.test_tamper_matrix import forge_with_revoked_key
 
 runner = CliRunner()
 
@@ -160,42 +159,9 @@ def test_altered_stored_checkpoint_is_found(home: Path) -> None:
     assert code == 1 and "checkpoint of size 700" in output
 
 
-def _forged_record(home: Path, *, integrate: bool) -> int:
-    """Revoke a KPPS key, then insert a statement signed with it straight into the
-    event store (bypassing submit) — a forged row with a valid signature."""
-    scenario = kota_metro()
-    loaded = Home.load(home)
-    clock = SimulatedClock()
-    ledger = loaded.open(clock=clock)
-    victim = "kpps-18.72.01.1001.001"
-    signer = scenario.signer(victim)
-    clock.now = clock.now.replace(year=2024, month=12, day=1)
-    revoke = scenario.population.registrar.sign(
-        "actor.key_revoked", victim, {"keyid": key_id(decode_b64(signer.public_key)), "reason": "lost"},
-        statement_id=str(uuid.uuid4()),
-    )
-    revoked_at = ledger.submit(revoke).index
-    forged = signer.sign(
-        "logistics.discrepancy_reported", "out.18.72.01.1001.001",
-        {"region": "18.72.01.1001.001", "kinds": ["shortage"], "facts": "forged after revocation"},
-        refs=[ledger.consignment("out.18.72.01.1001.001").dispatch_digest],
-        statement_id=str(uuid.uuid4()),
-    )  # fmt: skip
-    statement = decode_statement(forged)
-    record = Record(
-        statement_id=statement.id, envelope=forged.to_json(), digest=statement.digest,
-        recorded_at="2024-12-01T00:00:01.000000Z", type=statement.type, actor=statement.actor,
-        subject=statement.subject, keyid=forged.keyid, mandate_id="m1",
-    )  # fmt: skip
-    ledger.recorder.insert_events([ledger.mapper.to_stored_event(e) for e in record.collect_events()])
-    if integrate:
-        ledger.tlog.integrate()
-    return revoked_at + 1
-
-
 @pytest.mark.parametrize("integrate", [False, True], ids=["raw-row", "row-integrated"])
 def test_forged_row_signed_by_revoked_key_is_found(home: Path, integrate: bool) -> None:
-    index = _forged_record(home, integrate=integrate)
+    index = forge_with_revoked_key(home, integrate=integrate, publish=False)
     code, output = verify(home)
     assert code == 1
     assert bad_index(output) == index

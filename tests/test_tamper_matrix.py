@@ -348,13 +348,14 @@ def test_stored_cosignature_altered(store: Store) -> None:
     assert code == 1 and f"cosignature on checkpoint {DEMO_SIZE}" in output, output
 
 
-def _forge_with_revoked_key(store: Store, *, integrate: bool) -> int:
+def forge_with_revoked_key(home: Path, *, integrate: bool, publish: bool = True) -> int:
     """Revoke a KPPS key (through the ledger), then write a statement signed with that
     key straight into the event store, bypassing submit: a forged row whose signature
-    verifies. Returns the index the forged statement takes."""
+    verifies; ``integrate`` puts it in the log too and ``publish`` (with it) signs a
+    checkpoint over it. Returns the index the forged statement takes."""
     scenario = kota_metro()
     clock = SimulatedClock()
-    ledger = Home.load(store.home).open(clock=clock)
+    ledger = Home.load(home).open(clock=clock)
     try:
         victim = "kpps-18.72.01.1001.001"
         signer = scenario.signer(victim)
@@ -378,7 +379,8 @@ def _forge_with_revoked_key(store: Store, *, integrate: bool) -> int:
         ledger.recorder.insert_events([ledger.mapper.to_stored_event(e) for e in record.collect_events()])
         if integrate:
             ledger.tlog.integrate()
-            ledger.tlog.publish()  # the log even signs over it: the audit still refuses the entry
+            if publish:
+                ledger.tlog.publish()  # the log even signs over it: the audit still refuses the entry
     finally:
         ledger.close()
     return revoked_at + 1
@@ -386,7 +388,7 @@ def _forge_with_revoked_key(store: Store, *, integrate: bool) -> int:
 
 @pytest.mark.parametrize("integrate", [False, True], ids=["raw-row", "row-integrated-and-signed"])
 def test_forged_event_signed_by_an_already_revoked_key(store: Store, integrate: bool) -> None:
-    index = _forge_with_revoked_key(store, integrate=integrate)
+    index = forge_with_revoked_key(store.home, integrate=integrate)
     assert caught_at(store, "key-revoked", "not yet in the log") == index
     if integrate:
         _, output = verify(store)
@@ -436,10 +438,9 @@ def test_rolled_back_to_an_older_copy(store: Store, tmp_path: Path) -> None:
     witness_refuses(store, witness, expected=f"already saw size {DEMO_SIZE + 1}")
 
 
-def test_log_truncated_after_a_published_checkpoint(store: Store) -> None:
-    """Cut the log back to 700 entries consistently (events, entries, nodes, tracking,
-    later checkpoints and cosignatures): the last-checkpoint file still says 800, and
-    the demo's witnesses cosigned 800."""
+def truncate_to_700(store: Store) -> None:
+    """Cut the log back to 700 entries consistently: events, entries, nodes, tracking,
+    later checkpoints and cosignatures."""
     first = store.notification_of(700)
     store.script(
         (f"DELETE FROM {store.events} WHERE {store.nid} >= ?", (first,)),
@@ -449,6 +450,13 @@ def test_log_truncated_after_a_published_checkpoint(store: Store) -> None:
         ("DELETE FROM saksi_cosignatures WHERE size > 700", ()),
         ("UPDATE saksi_tracking SET size = 700, notification_id = ?", (first - 1,)),
     )
+
+
+def test_log_truncated_after_a_published_checkpoint(store: Store) -> None:
+    """Cut the log back to 700 entries consistently (events, entries, nodes, tracking,
+    later checkpoints and cosignatures): the last-checkpoint file still says 800, and
+    the demo's witnesses cosigned 800."""
+    truncate_to_700(store)
     assert caught_at(store, "rolled back or truncated") == 700
     with pytest.raises(InconsistentCheckpoint):
         Home.load(store.home).open()
@@ -460,14 +468,6 @@ def test_log_truncated_and_its_checkpoint_file_rolled_back_too(store: Store) -> 
     """An insider who also replaces last-checkpoint with an older genuine note gets past
     the ledger's own check; the witnesses, which keep their own state, still refuse."""
     old_note = store.sql("SELECT note FROM saksi_checkpoints WHERE size = 700")[0][0]
-    first = store.notification_of(700)
-    store.script(
-        (f"DELETE FROM {store.events} WHERE {store.nid} >= ?", (first,)),
-        ("DELETE FROM saksi_entries WHERE idx >= 700", ()),
-        ("DELETE FROM saksi_nodes WHERE (idx + 1) * (1 << level) > 700", ()),
-        ("DELETE FROM saksi_checkpoints WHERE size > 700", ()),
-        ("DELETE FROM saksi_cosignatures WHERE size > 700", ()),
-        ("UPDATE saksi_tracking SET size = 700, notification_id = ?", (first - 1,)),
-    )
+    truncate_to_700(store)
     (store.home / "last-checkpoint").write_text(old_note, "utf-8")
     witness_refuses(store, demo_witness(store), expected=f"already saw size {DEMO_SIZE}")
