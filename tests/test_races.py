@@ -176,6 +176,18 @@ def receipt(sent: Envelope, *, condition: str = "good", seals_intact: bool = Tru
     return PPK.sign("logistics.received", subject, body, refs=[sent.digest], statement_id=new_id())
 
 
+def run_beside(workers: list[threading.Thread], readers: list[threading.Thread], stop: threading.Event) -> None:
+    """Start ``workers`` and ``readers``; when the workers are done, set ``stop`` and
+    wait for the readers."""
+    for thread in workers + readers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    stop.set()
+    for thread in readers:
+        thread.join()
+
+
 def consignment_id() -> str:
     return f"race.{uuid.uuid4().hex[:12]}"
 
@@ -263,13 +275,7 @@ def race(base: str, book: Ledgerbook, envelopes: list[Envelope]) -> list[Outcome
 
     threads = [threading.Thread(target=contender, args=(n,)) for n in range(len(envelopes))]
     readers = [threading.Thread(target=reader) for _ in range(2)]
-    for thread in threads + readers:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    done.set()
-    for thread in readers:
-        thread.join()
+    run_beside(threads, readers, done)
     found = [o for o in outcomes if o is not None]
     assert len(found) == len(envelopes)
     for outcome in found:
@@ -472,13 +478,7 @@ def test_writers_and_checkpoint_readers_on_two_workers_never_see_a_5xx(arena: Ar
 
     writers = [threading.Thread(target=writer) for _ in range(3)]
     readers = [threading.Thread(target=reader) for _ in range(4)]
-    for thread in writers + readers:
-        thread.start()
-    for thread in writers:
-        thread.join()
-    stop.set()
-    for thread in readers:
-        thread.join()
+    run_beside(writers, readers, stop)
     assert not failures, f"{len(failures)} failures, e.g. {failures[:3]}; server: {server_tracebacks(arena.server)[:3]}"
 
 
