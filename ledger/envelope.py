@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ledger import ed25519
 from ledger.canonical import JSONRefused, canonical_bytes, strict_loads
-from ledger.errors import BadSignature, EnvelopeTooLarge, MalformedEnvelope, MalformedStatement, NotCanonical
-from ledger.statements import MAX_STATEMENT_BYTES, Statement, format_time
+from ledger.errors import BadSignature, EnvelopeTooLarge, MalformedEnvelope, NotCanonical
+from ledger.statements import Statement, check_size, format_time
 
 PAYLOAD_TYPE = "application/vnd.saksi.statement+json"
 MAX_ENVELOPE_BYTES = 64 * 1024
@@ -113,9 +113,7 @@ def sign_statement(statement: dict[str, Any], key: Ed25519PrivateKey) -> Envelop
         payload = canonical_bytes(statement)
     except JSONRefused as error:
         raise NotCanonical(str(error)) from None
-    if len(payload) > MAX_STATEMENT_BYTES:
-        raise MalformedStatement(f"a statement is at most {MAX_STATEMENT_BYTES:,} bytes of canonical JSON "
-                                 f"(this one is {len(payload):,})")  # fmt: skip
+    check_size(payload)
     return Envelope(
         payload=payload,
         keyid=key_id(raw_public_key(key)),

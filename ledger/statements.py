@@ -37,6 +37,13 @@ MAX_SAFE = 2**53 - 1
 # statement past what the server accepts.
 MAX_STATEMENT_BYTES = 48_000
 
+
+def check_size(payload: bytes) -> None:
+    """Raises MalformedStatement for a canonical statement past MAX_STATEMENT_BYTES."""
+    if len(payload) > MAX_STATEMENT_BYTES:
+        raise MalformedStatement(f"a statement is at most {MAX_STATEMENT_BYTES:,} bytes of canonical JSON "
+                                 f"(this one is {len(payload):,})")  # fmt: skip
+
 ROLES = (
     "registrar", "kpu", "ppk", "pps", "kpps", "bawaslu", "panwascam", "pkd", "ptps", "dkpp",
     "bkn", "party", "candidate_pair", "candidate_witness", "tni", "polri", "asn", "observer",
@@ -464,9 +471,7 @@ class Statement:
     @classmethod
     def parse(cls, value: Any, *, payload: bytes, digest: str) -> Statement:
         """Validate a decoded statement object. Raises MalformedStatement / MalformedBody."""
-        if len(payload) > MAX_STATEMENT_BYTES:
-            raise MalformedStatement(f"a statement is at most {MAX_STATEMENT_BYTES:,} bytes of canonical JSON "
-                                     f"(this one is {len(payload):,})")  # fmt: skip
+        check_size(payload)
         if not isinstance(value, dict):
             raise MalformedStatement("a statement is a JSON object")
         try:
