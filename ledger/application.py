@@ -23,7 +23,7 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from eventsourcing.application import AggregateNotFoundError, Application, LRUCache
+from eventsourcing.application import AggregateNotFoundError, Application, LRUCache, ProcessingEvent
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
@@ -393,7 +393,7 @@ class Ledger(Application):
             accepted.append((position, record_id, duplicate, envelope.to_json()))
         if work.changed:
             try:
-                self.save(*work.changed.values())
+                self._save_all(work.changed.values())
             except IntegrityError:
                 # Only a writer outside the writer lock can get here: decide one by one.
                 self._cache_mark = -1
@@ -416,7 +416,7 @@ class Ledger(Application):
                 try:
                     record_id, duplicate = self._accept(work, envelope, statement, self._now(), None)
                     if work.changed:
-                        self.save(*work.changed.values())
+                        self._save_all(work.changed.values())
                 except IntegrityError:
                     self._cache_mark = -1
                     self._fresh_cache()
@@ -512,6 +512,18 @@ class Ledger(Application):
             for office in list(work.loaded.values()) if isinstance(office, Office)
             for holder, _ in office.holders
         )  # fmt: skip
+
+    def _save_all(self, aggregates: Iterable[Aggregate]) -> None:
+        """``Application.save(*aggregates)`` less its per-object protocol checks
+        (``isinstance`` against runtime-checkable protocols costs more than a whole
+        event's encoding): these are always our aggregates, never bare events."""
+        processing = ProcessingEvent[UUID]()
+        for aggregate in aggregates:
+            processing.events.extend(aggregate.collect_events())
+            processing.aggregates[aggregate.id] = aggregate
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
 
     def _fresh_cache(self) -> None:
         """If anyone else wrote since this process last looked, forget every cached

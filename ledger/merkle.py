@@ -16,6 +16,7 @@ Building (`root_at`, `inclusion_proof`, `consistency_proof`) and checking
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
 from hashlib import sha256
 
 from .errors import ProofError
@@ -99,26 +100,32 @@ def root_at(size: int, read: NodeReader) -> bytes:
     return _fold([got[i] for i in ids])
 
 
-def _path_plan(level: int, index: int, size: int) -> list[list[NodeId]]:
+@lru_cache(maxsize=1024)
+def _border_ids(begin: int, end: int) -> tuple[NodeId, ...]:
+    """``range_ids`` of a ragged right border: a batch's receipts share the few there are."""
+    return tuple(range_ids(begin, end))
+
+
+def _path_plan(level: int, index: int, size: int) -> list[Sequence[NodeId]]:
     """Siblings on the path from perfect node (level, index) up to the root of size `size`.
 
     Each sibling is given as the perfect nodes to fold into it: one id for a complete
     sibling, several for the ragged right border. Empty siblings (past `size`) are skipped:
     the node is then its own parent, as in RFC 9162 §2.1.1 where the right split is short.
     """
-    plan: list[list[NodeId]] = []
+    plan: list[Sequence[NodeId]] = []
     while index or (1 << level) < size:  # until (level, index) covers all of [0, size)
         start = (index ^ 1) << level
         if start + (1 << level) <= size:
             plan.append([(level, index ^ 1)])  # a complete sibling: range_ids of it, without the walk
         elif start < size:
-            plan.append(range_ids(start, size))
+            plan.append(_border_ids(start, size))
         level += 1
         index >>= 1
     return plan
 
 
-def _materialise(plan: list[list[NodeId]], read: NodeReader) -> list[bytes]:
+def _materialise(plan: list[Sequence[NodeId]], read: NodeReader) -> list[bytes]:
     """Read every node of `plan` in one call and fold each sibling's nodes into its hash."""
     ids = [i for sibling in plan for i in sibling]
     if not ids:

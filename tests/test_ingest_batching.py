@@ -89,7 +89,7 @@ def test_a_failed_save_leaves_the_cached_aggregates_as_stored(
     def failing_save(*_: Any, **__: Any) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(world.ledger, "save", failing_save)
+    monkeypatch.setattr(world.ledger.recorder, "insert_events", failing_save)  # the disk refuses the write
     with pytest.raises(OSError):
         world.ledger.submit(receipt)
     monkeypatch.undo()
