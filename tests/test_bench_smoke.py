@@ -5,6 +5,7 @@ fast Saksi is."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +30,17 @@ def test_the_harness_runs_at_smoke_scale_and_writes_a_report(tmp_path: Path) -> 
     assert "python -m bench --scale 0.001 --limit 400" in report
     assert "min / median / max over 3 runs" in report
     assert (tmp_path / "cache" / "pilkada-2024-0.001.jsonl").exists()  # the envelope cache
+
+
+def test_the_totals_run_ingests_rebuilds_and_audits_everything(tmp_path: Path) -> None:
+    out = tmp_path / "totals.json"
+    command = [sys.executable, "-m", "bench.totals", "--scale", "0.001", "--limit", "300",
+               "--out", str(out), "--cache", str(tmp_path / "cache")]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    totals = json.loads(out.read_text())
+    assert totals["corpus"]["statements"] == 300
+    assert totals["audit"]["entries"] == 300  # every statement ingested is in the audited log
+    assert totals["ingest"]["seconds"] > 0 and totals["rebuild"]["seconds"] > 0
+    assert totals["database_bytes"] > 0
+    assert "| ingest, `POST /v1/statements/batch` × 1 (one client) |" in done.stdout

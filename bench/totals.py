@@ -1,0 +1,173 @@
+"""The totals of one big run (issue #7: "the national run's totals"):
+``python -m bench.totals [--scale 1.0]``.
+
+No baseline here: these are absolute figures of one run, on this machine, at the
+load it had. The whole corpus of ``national(scale=…)`` (signed once and cached,
+like the ratio benchmarks' corpora) goes, on a fresh SQLite ledger home, through
+
+1. ``POST /v1/statements/batch`` on a real uvicorn server (``python -m bench.server``:
+   the app ``saksi serve`` runs, one worker, its projection follower on), 1,000
+   envelopes per request from one client; every item must come back 201;
+2. ``Projector.rebuild()``: every projection cleared and rebuilt from entry 0;
+3. the audit ``saksi verify`` runs (``audit_ledger``, two signature workers), in a
+   new process, with that process's peak resident set; and the same audit of a
+   ledger holding the corpus's first 100,000 statements, for the peak-memory ratio;
+4. the size of the database on disk (the SQLite file and its WAL).
+
+Writes ``bench/totals-<scale>.json`` (which ``python -m bench`` copies into
+RESULTS.md) and prints the figures. ``--keep`` leaves the ledger home in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import audit, corpus, rebuild
+from bench.ingest import JSON, Server, database_bytes, write_keys
+from bench.measure import ROOT, code_hash, load_average, machine, say, step
+
+MEMORY_LOW = 100_000
+
+
+def ingest(client: httpx.Client, used: corpus.Corpus, batch: int) -> dict[str, float]:
+    """Every statement of ``used`` through ``POST /v1/statements/batch``; the wall time of
+    the whole ingest and the time spent waiting for responses."""
+    waited, done = 0.0, 0
+    started = last_said = time.perf_counter()
+    for chunk in used.chunks(batch):
+        body = ("[" + ",".join(json.dumps(e, separators=(",", ":")) for e in chunk) + "]").encode()
+        sent = time.perf_counter()
+        response = client.post("/v1/statements/batch", content=body, headers=JSON)
+        waited += time.perf_counter() - sent
+        if response.status_code != 200:
+            raise RuntimeError(f"batch refused: {response.status_code} {response.text[:500]}")
+        refused = [item for item in response.json() if item["status"] != 201]
+        if refused:
+            raise RuntimeError(f"{len(refused)} statements refused, first: {refused[0]}")
+        done += len(chunk)
+        if time.perf_counter() - last_said > 60:
+            last_said = time.perf_counter()
+            say(f"ingested {done:,} of {used.size:,} ({done / (last_said - started):,.0f}/s)")
+    return {"seconds": time.perf_counter() - started, "waiting": waited}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "command": "python -m bench.totals " + " ".join(sys.argv[1:]),
+        "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_before": load_average(),
+        "machine": machine(),
+        "code_hash": code_hash(),
+        "scale": args.scale,
+        "batch": args.batch,
+        "limit": args.limit,
+    }
+    with step("loading the corpus"):
+        used = corpus.load(args.scale, cache=args.cache, limit=args.limit)
+    results["corpus"] = {**used.meta, "statements": used.size, "path": used.path.name,
+                         "bytes": used.path.stat().st_size}  # fmt: skip
+    work = args.work or Path(tempfile.mkdtemp(prefix="saksi-totals-"))
+    home = work / "home"
+    try:
+        used.new_home(home)
+        keys = work / "keys.tsv"
+        write_keys(used, 0, 0, keys)  # the bare endpoint is not used here
+        with step(f"ingest of {used.size:,} statements over HTTP"), \
+                Server(home, keys, work / "server.log") as server, \
+                httpx.Client(base_url=server.url, timeout=3600) as client:  # fmt: skip
+            results["ingest"] = ingest(client, used, args.batch)
+        results["database_bytes"] = database_bytes(home)
+        with step("rebuilding every projection from zero"):
+            results["rebuild"] = {"seconds": rebuild.rebuild(home)}
+        results["database_bytes_with_projections"] = database_bytes(home)
+        with step("auditing the whole log in a new process"):
+            results["audit"] = audit.peak(home)
+        if used.size >= 2 * MEMORY_LOW:
+            with step(f"auditing the first {MEMORY_LOW:,} statements, for the peak-memory ratio"):
+                small = audit.fixture(used, MEMORY_LOW, cache=args.cache)
+                results["audit_low"] = audit.peak(small)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    results["load_after"] = load_average()
+    return results
+
+
+def markdown(results: dict[str, Any]) -> list[str]:
+    """The totals as a RESULTS.md section."""
+    meta = results["corpus"]
+    n = meta["statements"]
+    ingest, rebuilt, audited = results["ingest"], results["rebuild"], results["audit"]
+    lines = [
+        f"Measured by `{results['command']}` on {results['started']} (commit {results['machine'].get('commit', '?')}, "
+        f"sources hash {results['code_hash']}; load average {results['load_before']} at the start, "
+        f"{results['load_after']} at the end). "
+        f"`national(scale={results['scale']:g})`: {len(meta['regencies'])} regencies/cities, "
+        f"{n:,} statements by {meta['actors']:,} actors (signed in {meta['generated_seconds']:,.0f} s "
+        f"once, then cached: {meta['bytes'] / 2**20:,.0f} MiB of JSONL)"
+        + (f"; only the first {n:,} of them (`--limit`)." if results.get("limit") else "."),
+        "",
+        "| step | wall time | rate |",
+        "|---|---:|---:|",
+        f"| ingest, `POST /v1/statements/batch` × {-(-n // results['batch']):,} (one client) "
+        f"| {_duration(ingest['seconds'])} | {n / ingest['seconds']:,.0f} statements/s |",
+        f"| rebuild of every projection from zero | {_duration(rebuilt['seconds'])} "
+        f"| {n / rebuilt['seconds']:,.0f} entries/s |",
+        f"| audit (`audit_ledger` as `saksi verify` runs it, new process) | {_duration(audited['seconds'])} "
+        f"| {audited['entries'] / audited['seconds']:,.0f} entries/s |",
+        "",
+        f"Database on disk after ingest: **{results['database_bytes'] / 2**30:,.2f} GiB** "
+        f"({results['database_bytes'] / n:,.0f} bytes per statement: events, log entries, Merkle "
+        f"nodes, checkpoints, projections as followed); after the rebuild "
+        f"{results['database_bytes_with_projections'] / 2**30:,.2f} GiB.",
+        "",
+        f"Audit peak resident set at {audited['entries']:,} entries: "
+        f"**{audited['self_kib'] / 1024:,.0f} MiB**.",
+    ]
+    low = results.get("audit_low")
+    if low:
+        lines[-1] += (
+            f" At the first {low['entries']:,} entries of the same log: {low['self_kib'] / 1024:,.0f} MiB "
+            f"(ratio {audited['self_kib'] / low['self_kib']:.2f})."
+        )
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.totals", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the country (default 1.0)")
+    parser.add_argument("--batch", type=int, default=1000, help="envelopes per batch request")
+    parser.add_argument("--limit", type=int, help="only the first N statements (a smoke run)")
+    parser.add_argument("--cache", type=Path, default=ROOT / "bench" / "cache")
+    parser.add_argument("--work", type=Path, help="scratch folder (default: a new temporary one)")
+    parser.add_argument("--keep", action="store_true", help="keep the ledger home afterwards")
+    parser.add_argument("--out", type=Path, help="where to write the JSON (default bench/totals-SCALE.json)")
+    args = parser.parse_args(argv)
+    results = run(args)
+    out = args.out or ROOT / "bench" / f"totals-{corpus.scale_label(args.scale)}.json"
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print("\n".join(markdown(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
