@@ -115,7 +115,7 @@ class Server:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "bench.server", "--home", str(self.home), "--port", str(self.port),
-                 "--keys", str(self.keys)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                 "--keys", str(self.keys), "--floor-db", str(self.log.with_name("floor.sqlite"))], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -173,21 +173,23 @@ def post_batches(client: httpx.Client, corpus: Corpus, start: int, end: int, bat
     return watch.seconds
 
 
-def post_singles(client: httpx.Client, corpus: Corpus, start: int, end: int) -> tuple[float, float]:
-    """(seconds of ``POST /v1/statements``, seconds of the bare ``POST /bench/verify``) for the
-    same envelopes, interleaved by hundreds. Each must be 201, and 200 for the bare one."""
-    ours, bare = Stopwatch(), Stopwatch()
+def post_singles(client: httpx.Client, corpus: Corpus, start: int, end: int) -> tuple[float, float, float]:
+    """Seconds of ``POST /v1/statements``, of the bare ``POST /bench/verify`` and of the durable
+    floor ``POST /bench/record`` for the same envelopes, interleaved by hundreds (the order
+    rotating). Each must be 201 from ours and 200 from the bare ones."""
+    watches = {"ours": Stopwatch(), "bare": Stopwatch(), "floor": Stopwatch()}
+    paths = {"ours": ("/v1/statements", 201), "bare": ("/bench/verify", 200), "floor": ("/bench/record", 200)}
+    names = list(watches)
     for number, chunk in enumerate(corpus.chunks(100, start, end)):
         bodies = [json.dumps(e, separators=(",", ":")).encode() for e in chunk]
-        order = [("bare", bare), ("ours", ours)]
-        for name, watch in order if number % 2 == 0 else reversed(order):
-            path, expected = ("/bench/verify", 200) if name == "bare" else ("/v1/statements", 201)
+        for name in names[number % 3:] + names[: number % 3]:
+            path, expected = paths[name]
             for body in bodies:
-                with watch:
+                with watches[name]:
                     response = client.post(path, content=body, headers=JSON)
                 if response.status_code != expected:
                     raise RuntimeError(f"{path}: {response.status_code} {response.text[:500]}")
-    return ours.seconds, bare.seconds
+    return watches["ours"].seconds, watches["bare"].seconds, watches["floor"].seconds
 
 
 def submit_direct(home: Path, corpus: Corpus, start: int, end: int) -> float:
@@ -222,6 +224,7 @@ class IngestRun:
     http_batch: float
     http_single: float
     bare_single: float
+    floor_single: float
     direct_single: float
     saves_batch: float
     verify_batch: float
@@ -253,14 +256,14 @@ def run(corpus: Corpus, folder: Path, *, number: int, single: int, batch: int,
         copy_home(home, copy)
         if keep_copy:
             copy_home(home, folder / "before-singles")
-        http_single, bare_single = post_singles(client, corpus, cut, n)
+        http_single, bare_single, floor_single = post_singles(client, corpus, cut, n)
     direct_single = submit_direct(copy, corpus, cut, n)
     shutil.rmtree(copy)
     if base is None:
         base = baselines()
     for leftover in folder.glob("raw.sqlite*"):
         leftover.unlink()
-    return IngestRun(cut, single, http_batch, http_single, bare_single, direct_single, *base,
+    return IngestRun(cut, single, http_batch, http_single, bare_single, floor_single, direct_single, *base,
                      database_bytes=database_bytes(home), home=home)  # fmt: skip
 
 
