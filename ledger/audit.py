@@ -12,10 +12,12 @@ Checks, numbered as in SPEC §8 "Verifying a bundle":
  5. every stored cosignature verifies by a key of an actor holding a witness
     mandate for ID at the cosignature's time.
 
-Memory stays bounded by the registry's size: entries are streamed in chunks, the
-tree is folded as a compact range, and signatures are checked in batches on a
-thread pool (both cores: Ed25519 verification releases the GIL) with
-``ledger.ed25519`` (libsodium first, OpenSSL's verdict whenever libsodium refuses).
+Memory stays bounded whatever the log's size: entries are streamed in chunks, the
+tree is folded as a compact range, the replayed registry is kept on disk
+(``SQLiteRegistry``: a temporary database, a bounded number of decoded actors in
+memory), and signatures are checked in batches on a thread pool (both cores:
+Ed25519 verification releases the GIL) with ``ledger.ed25519`` (libsodium first,
+OpenSSL's verdict whenever libsodium refuses).
 Each envelope is parsed and its statement validated once; the stored Merkle nodes
 of a chunk are read in one go. The deferred checks (signatures, nodes) are settled
 before any later failure is reported, so the first bad index still wins.
@@ -40,7 +42,8 @@ from ledger.canonical import JSONRefused, strict_loads
 from ledger.envelope import PAYLOAD_TYPE, Envelope, b64, decode_statement, pae, parse_envelope
 from ledger.errors import AuditFailure, NotCanonical, SaksiError
 from ledger.log import leaf_bytes
-from ledger.registry import GenesisRegistrar, MemoryRegistry
+from ledger.registry import GenesisRegistrar
+from ledger.sqlite_registry import SQLiteRegistry
 from ledger.statements import Statement, is_registry
 from ledger.witness import check_cosignature
 
@@ -146,13 +149,13 @@ def entry_leaf_bytes(index: int, recorded_at: str, envelope: Envelope) -> bytes:
 @dataclass
 class Replay:
     """Replays log entries in index order: canonical form, genesis, registry, mandates
-    (checks 1–2). Signatures go to ``signatures``; call ``finish`` at the end."""
+    (checks 1–2). Signatures go to ``signatures``; call ``finish`` at the end, and
+    ``close`` when done with ``registry`` (it removes its temporary database)."""
 
     genesis: tuple[GenesisRegistrar, ...]
     signatures: SignatureChecker
     dense: bool = True  # False for a selective bundle: indexes ascend with gaps
-    registry: MemoryRegistry = field(default_factory=MemoryRegistry)
-    registry_index: dict[str, int] = field(default_factory=dict)  # registry statement digest → index
+    registry: SQLiteRegistry = field(default_factory=SQLiteRegistry)  # with registry digest → index
     count: int = 0
     last: int = -1
 
@@ -185,7 +188,7 @@ class Replay:
                 actor = registry.apply_registry(self.registry, statement, recorded_at)
                 actor.collect_events()
                 self.registry.put(actor)
-                self.registry_index[statement.digest] = index
+                self.registry.record_index(statement.digest, index)
         except SaksiError as error:
             raise AuditFailure(index, f"{error.code}: {error}") from None
         self.signatures.add(index, public_key, pae(PAYLOAD_TYPE, envelope.payload), envelope.sig)
@@ -206,6 +209,9 @@ class Replay:
         if failed is not None and (error.index is None or failed < error.index):
             return AuditFailure(failed, "bad-signature: the envelope's signature does not verify")
         return error
+
+    def close(self) -> None:
+        self.registry.close()
 
 
 @dataclass(frozen=True)
@@ -269,10 +275,27 @@ def audit_ledger(
     """Audit ``ledger``'s database against the log's public key ``log_key`` (note
     vkey). Returns a report when everything holds; raises AuditFailure naming the
     first bad index otherwise (index None for a fault not tied to one entry)."""
-    store = ledger.tlog.store
     checker = SignatureChecker(min(2, os.cpu_count() or 1) if workers is None else workers)
     replay = Replay(ledger.genesis, checker)
-    checkpoints = {size: (root, note) for size, root, note in store.checkpoints()}
+    checkpoints = {size: (root, note) for size, root, note in ledger.tlog.store.checkpoints()}
+    try:
+        frontier, roots = _check_entries(ledger, replay, checkpoints, progress)
+        root = frontier.root()
+        _check_checkpoints(checkpoints, roots, frontier.size, log_key, checkpoint_file, root)
+        cosignatures = _check_cosignatures(ledger, checkpoints, replay)
+    finally:
+        checker.close()
+        replay.close()
+    return AuditReport(frontier.size, root, len(checkpoints), cosignatures)
+
+
+def _check_entries(
+    ledger: Ledger, replay: Replay, checkpoints: dict[int, tuple[bytes, str]],
+    progress: Progress | None,
+) -> tuple[merkle.CompactRange, dict[int, bytes]]:  # fmt: skip
+    """Checks 1–3 over every entry in index order; the folded tree and its roots at
+    the checkpoints' sizes. Raises AuditFailure naming the first bad index."""
+    store = ledger.tlog.store
     roots: dict[int, bytes] = {}
     frontier = merkle.CompactRange()
     nodes = NodeChecker(store)
@@ -334,13 +357,9 @@ def audit_ledger(
         replay.finish()
     except AuditFailure as failure:
         raise replay.check_first_failure(nodes.check_first_failure(failure)) from None
-    finally:
-        checker.close()
     if progress:
         progress(frontier.size)
-    _check_checkpoints(checkpoints, roots, frontier.size, log_key, checkpoint_file, frontier.root())
-    cosignatures = _check_cosignatures(ledger, checkpoints, replay)
-    return AuditReport(frontier.size, frontier.root(), len(checkpoints), cosignatures)
+    return frontier, roots
 
 
 class NodeChecker:
@@ -410,7 +429,7 @@ def _check_cosignatures(ledger: Ledger, checkpoints: dict[int, tuple[bytes, str]
     for size in sorted(checkpoints):
         for line in ledger.tlog.store.cosignatures(size):
             try:
-                check_cosignature(replay.registry, line, checkpoints[size][1], index_of=replay.registry_index.get)
+                check_cosignature(replay.registry, line, checkpoints[size][1], index_of=replay.registry.index_of)
             except SaksiError as error:
                 raise AuditFailure(None, f"cosignature on checkpoint {size}: {error}") from None
             count += 1

@@ -216,6 +216,7 @@ def verify_bundle(
         raise replay.check_first_failure(failure) from None
     finally:
         checker.close()
+        replay.close()
     if not selective:
         if frontier.size != checkpoint.size:
             raise AuditFailure(frontier.size, f"a full bundle holds entries [0, {checkpoint.size}); it holds {frontier.size}")
