@@ -15,15 +15,37 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ledger.canonical import MAX_DEPTH, MAX_SAFE_INTEGER, canonical_bytes
 from ledger.statements import Statement
 
+
+def _c_json(*, sort_keys: bool) -> Callable[[Any], str]:
+    """``json.JSONEncoder(sort_keys=…, separators=(",", ":"), ensure_ascii=False).encode``
+    without its setup on every call: the C encoder is made once, without the check for
+    circular references (what it writes here is a tree, nested at most MAX_DEPTH deep)."""
+    encoder = json.JSONEncoder(sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
+    make = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+    if make is None:  # no C accelerator
+        return encoder.encode
+    iterencode = make(None, encoder.default, json.encoder.encode_basestring, None,  # type: ignore[attr-defined]
+                      ":", ",", sort_keys, False, True)  # fmt: skip
+
+    def encode(value: Any) -> str:
+        return "".join(iterencode(value, 0))
+
+    return encode
+
+
 # canonical_bytes' fast path: RFC 8785 for values whose keys and text are ASCII.
-_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_JSON = _c_json(sort_keys=True)
+_JSON_IN_ORDER = _c_json(sort_keys=False)  # for dicts whose keys are already in order
+_SIMPLE_KINDS = {str, int, type(None)}
+_SCALARS = {str, int, bool, type(None)}
+_CONTAINERS = {dict, list, tuple}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,28 +148,42 @@ def dumps(value: Any) -> str:
     Values of ASCII text, safe integers, booleans and None (nearly all) skip
     canonical_bytes' checks: for them it is this same sorted-key JSON."""
     if _plain_json(value, 0):
-        return _JSON.encode(value)
+        text = _JSON(value)
+        if text.isascii():  # every key and text (JSON keeps other characters as they are)
+            return text
     return canonical_bytes(value).decode("utf-8")
 
 
 def _plain_json(value: Any, depth: int) -> bool:
-    """Whether ``value`` is made of ASCII text, integers within ±(2^53-1), booleans,
-    None, and lists and string-keyed dicts of them, nested at most MAX_DEPTH deep."""
+    """Whether ``value`` is made of text, integers within ±(2^53-1), booleans, None, and
+    lists and string-keyed dicts of them, nested at most MAX_DEPTH deep. Each container's
+    members are checked together (their types as a set, their integers by min and max)."""
     kind = type(value)
-    if kind is str:
-        return value.isascii()  # type: ignore[no-any-return]
-    if kind is int:
+    if kind is dict:
+        if not set(map(type, value)) <= {str}:
+            return False
+        members = value.values()
+    elif kind is list or kind is tuple:
+        members = value
+    elif kind is int:
         return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER  # type: ignore[no-any-return]
-    if value is None or kind is bool:
-        return True
+    else:
+        return kind in _SCALARS
     if depth >= MAX_DEPTH:
         return False
-    if kind is dict:
-        items = value.items()
-        return all(type(k) is str and k.isascii() and _plain_json(v, depth + 1) for k, v in items)
-    if kind is list or kind is tuple:
-        return all(_plain_json(item, depth + 1) for item in value)
-    return False
+    kinds = set(map(type, members))
+    if int in kinds and not _safe_integers([member for member in members if type(member) is int]):
+        return False
+    if kinds <= _SCALARS:
+        return True
+    if not kinds <= _SCALARS | _CONTAINERS:
+        return False
+    return all(_plain_json(member, depth + 1) for member in members if type(member) in _CONTAINERS)
+
+
+def _safe_integers(values: list[int]) -> bool:
+    """Whether every one of ``values`` (at least one) is within ±(2^53-1)."""
+    return min(values) >= -MAX_SAFE_INTEGER and max(values) <= MAX_SAFE_INTEGER
 
 
 def loads(text: str | None) -> Any:
@@ -186,20 +222,49 @@ class Projection:
             self.apply(sql, entry)
 
     def dump(self, sql: Sql) -> Iterator[bytes]:
+        """The digest's lines, a table at a time (tables by name): each row, in primary
+        key order, as ``canonical_bytes([table, row])`` and a newline."""
         for table, (_, order) in sorted(self.tables.items()):
-            cursor = sql.run(f"SELECT * FROM {table} ORDER BY {order}").cursor
-            names = [column[0] for column in cursor.description]
-            plain_names = table.isascii() and all(name.isascii() for name in names)
-            for row in cursor.fetchall():
-                yield _row_line(table, names, _plain(row), plain_names=plain_names)
+            names = [c[0] for c in sql.run(f"SELECT * FROM {table} WHERE 1 = 0").cursor.description]
+            names.sort()  # read in key order: for ASCII names, the order canonical JSON writes
+            columns = ", ".join(f'"{name}"' for name in names)
+            yield _table_lines(table, names, sql.all(f"SELECT {columns} FROM {table} ORDER BY {order}"))
 
     def digest(self, sql: Sql, size: int) -> str:
         hasher = hashlib.sha256(f"{self.name}\n{size}\n".encode())
-        for line in self.dump(sql):
-            hasher.update(line + b"\n")
+        for lines in self.dump(sql):
+            hasher.update(lines)
         return "sha256:" + hasher.hexdigest()
 
 
+def _table_lines(table: str, names: list[str], rows: Sequence[Any]) -> bytes:
+    """``b"".join(_row_line(table, names, _plain(row), …) + b"\n" for row in rows)``, for
+    rows holding the values of ``names`` (sorted) in that order. When every column holds
+    only text, safe integers and NULLs, and names are ASCII, each row's line is the JSON
+    the C encoder writes for it in key order — plain JSON is canonical for ASCII — and a
+    line with other text goes through canonical_bytes; any other table goes row by row."""
+    if rows and isinstance(rows[0], dict):  # PostgreSQL's rows
+        rows = [list(row.values()) for row in rows]
+    plain_names = table.isascii() and all(name.isascii() for name in names)
+    if not (plain_names and all(map(_simple_column, zip(*rows, strict=True)))):
+        return b"".join(_row_line(table, names, _plain(row), plain_names=plain_names) + b"\n" for row in rows)
+    encode = _JSON_IN_ORDER
+    lines = [encode([table, dict(zip(names, row, strict=True))]) for row in rows]
+    text = "\n".join(lines) + "\n" if lines else ""
+    if text.isascii():
+        return text.encode("ascii")
+    return b"".join(
+        (line.encode("ascii") if line.isascii() else _row_line(table, names, list(row), plain_names=True)) + b"\n"
+        for line, row in zip(lines, rows, strict=True)
+    )
+
+
+def _simple_column(values: Sequence[Any]) -> bool:
+    """Whether a column holds only text, integers within ±(2^53-1) and None."""
+    kinds = set(map(type, values))
+    if not kinds <= _SIMPLE_KINDS:
+        return False
+    return int not in kinds or _safe_integers([value for value in values if type(value) is int])
 
 
 def _row_line(table: str, names: list[str], values: list[Any], *, plain_names: bool) -> bytes:
@@ -209,7 +274,7 @@ def _row_line(table: str, names: list[str], values: list[Any], *, plain_names: b
     over the value; any other row goes through it."""
     row = dict(zip(names, values, strict=True))
     if plain_names and _simple(values):
-        return _JSON.encode([table, row]).encode("ascii")
+        return _JSON([table, row]).encode("ascii")
     return canonical_bytes([table, row])
 
 

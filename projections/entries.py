@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from functools import cache
 from typing import Any, get_args, get_origin
 from uuid import UUID
 
+from eventsourcing.persistence import JSONTranscoder
 from pydantic import BaseModel
 
 from ledger.application import RECORD_TOPIC, Ledger
@@ -56,39 +58,68 @@ def read_entries(ledger: Ledger, start: int, end: int) -> list[Entry]:
 def accepted_statement(payload: bytes) -> Statement:
     """The statement of an accepted payload, as ``Statement.parse`` gave it when it
     was accepted, without validating it again. Requires a payload the ledger accepted."""
-    value = json.loads(payload)
-    body_model = BODIES[value["type"]]
-    if _nested(StatementModel) is None or _nested(body_model) is None:  # shapes _construct does not know
+    value = json.loads(payload.decode("utf-8"))  # text: json.loads sniffs the encoding of bytes
+    statement, body = _builder(StatementModel), _builder(BODIES[value["type"]])
+    if statement is None or body is None:  # shapes _builder does not know
         return Statement.parse(value, payload=payload, digest=statement_digest(payload))
-    model = _construct(StatementModel, value)
-    return Statement(model, _construct(body_model, model.body), payload, statement_digest(payload))
+    model = statement(value)
+    return Statement(model, body(model.body), payload, statement_digest(payload))
 
 
-def _construct(model: type[BaseModel], data: dict[str, Any]) -> Any:
-    values = dict(data)
-    nested = _nested(model)
-    assert nested is not None
-    for name, (many, inner) in nested.items():
-        if name in values:
-            values[name] = [_construct(inner, v) for v in values[name]] if many else _construct(inner, values[name])
-    return model.model_construct(**values)
+_setattr = object.__setattr__
+_IMMUTABLE = (str, int, bool, float, bytes, tuple, frozenset, type(None))
 
 
 @cache
-def _nested(model: type[BaseModel]) -> dict[str, tuple[bool, type[BaseModel]]] | None:
-    """The fields holding a model (``many``: a list of them), or None when some field
-    holds models in another shape (a union, a dict …)."""
-    found = {}
-    for name, field in model.model_fields.items():
+def _builder(model: type[BaseModel]) -> Callable[[dict[str, Any]], Any] | None:
+    """A function building ``model`` from data it validated as ``model.model_construct(**data)``
+    does (the same ``__dict__``, in field order, defaults filled in, the same fields set),
+    nested models included, in a few dict operations instead of model_construct's walk
+    over every field. None for shapes it does not know: a field holding models other than
+    as a model or a list of them (a union, a dict …), aliases, ``model_post_init``, a root
+    model, extra fields allowed."""
+    if (model.__pydantic_post_init__ or model.__pydantic_root_model__
+            or model.model_config.get("extra") == "allow"):  # fmt: skip
+        return None
+    template: dict[str, Any] = {}  # every field in order: its default, or None while required
+    copied: list[tuple[str, Any]] = []  # fields whose default is built afresh for each instance
+    nesting: list[tuple[str, bool, Callable[[dict[str, Any]], Any]]] = []
+    for name, field in model.__pydantic_fields__.items():
+        if field.alias not in (None, name) or field.validation_alias not in (None, name):
+            return None
         many = get_origin(field.annotation) is list
         inner = get_args(field.annotation)[0] if many else field.annotation
         if isinstance(inner, type) and issubclass(inner, BaseModel):
-            if _nested(inner) is None:
+            nested = _builder(inner)
+            if nested is None:
                 return None
-            found[name] = (many, inner)
+            nesting.append((name, many, nested))
         elif _holds_model(field.annotation):
             return None
-    return found
+        template[name] = None
+        if not field.is_required():
+            if field.default_factory is None and isinstance(field.default, _IMMUTABLE):
+                template[name] = field.default
+            else:
+                copied.append((name, field))
+
+    def build(data: dict[str, Any]) -> Any:
+        values = template.copy()
+        values.update(data)  # validated data: every required field, no others; order kept
+        for name, field in copied:
+            if name not in data:
+                values[name] = field.get_default(call_default_factory=True, validated_data=values)
+        for name, many, nested in nesting:
+            if name in data:
+                values[name] = [nested(v) for v in data[name]] if many else nested(data[name])
+        instance = model.__new__(model)
+        _setattr(instance, "__dict__", values)
+        _setattr(instance, "__pydantic_fields_set__", set(data))
+        _setattr(instance, "__pydantic_extra__", None)
+        _setattr(instance, "__pydantic_private__", None)
+        return instance
+
+    return build
 
 
 def _holds_model(annotation: Any) -> bool:
@@ -112,6 +143,9 @@ def _record_envelopes(
     """notification id → (record id, envelope) of at most ``count`` record
     notifications with first <= id <= last (decoded as ``Mapper.to_domain_event`` does)."""
     mapper = ledger.mapper
+    # An envelope holds only JSON's own types (SPEC §2: exactly its fields, all text), which
+    # JSONTranscoder decodes as json.loads does; its hook on every object is for other fields.
+    decode = _json_state if type(mapper.transcoder) is JSONTranscoder else mapper.transcoder.decode
     found = {}
     page = ledger.recorder.select_notifications(start=first, limit=count, stop=last, topics=[RECORD_TOPIC])
     for notification in page:
@@ -120,8 +154,12 @@ def _record_envelopes(
             state = mapper.cipher.decrypt(state)
         if mapper.compressor:
             state = mapper.compressor.decompress(state)
-        found[notification.id] = (str(notification.originator_id), mapper.transcoder.decode(state)["envelope"])
+        found[notification.id] = (str(notification.originator_id), decode(state)["envelope"])
     return found
+
+
+def _json_state(state: bytes) -> Any:
+    return json.loads(state.decode("utf-8"))
 
 
 def _envelope_of(ledger: Ledger, record_id: str) -> dict[str, Any]:
