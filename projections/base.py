@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -79,6 +80,24 @@ class Sql:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self.run(sql, params).cursor.fetchall())
+
+    @contextmanager
+    def deleting_plainly(self) -> Iterator[None]:
+        """SQLite: for the rest of this transaction's work, deleted rows are dropped, not
+        overwritten with zeros first (``secure_delete``, on in many builds); clearing a
+        projection then no longer writes each freed page once more (at the 0.001 scale,
+        10 MB of WAL, 0.1 s). Projections hold nothing but what the public log says.
+        The connection's setting is restored before the transaction ends. PostgreSQL
+        needs nothing here."""
+        if self.postgres:
+            yield
+            return
+        previous = int(self.one("PRAGMA secure_delete")[0])
+        self.run("PRAGMA secure_delete = 0")
+        try:
+            yield
+        finally:
+            self.run(f"PRAGMA secure_delete = {previous}")
 
     def take_write_lock(self, table: str) -> None:
         """SQLite: take the database's write lock before the transaction reads.

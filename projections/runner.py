@@ -93,7 +93,8 @@ class Projector:
                     if {r["name"]: r["position"] for r in current if r["name"] in self.by_name} != positions:
                         continue  # another process projected meanwhile: look again
                     for projection in self.projections:
-                        todo = [e for e in entries if e.index >= positions[projection.name]]
+                        position = positions[projection.name]
+                        todo = entries if position <= low else [e for e in entries if e.index >= position]
                         if todo:
                             projection.apply_batch(sql, todo)
                             sql.run(f"UPDATE {TRACKING} SET position = ? WHERE name = ?",
@@ -119,7 +120,7 @@ class Projector:
                 progress: Callable[[int], None] | None = None) -> list[ProjectionStatus]:  # fmt: skip
         """Clear the named projections (all by default) and rebuild them from entry 0."""
         chosen = [self.by_name[n] for n in names] if names else self.projections
-        with self._lock, self.sql(commit=True) as sql:
+        with self._lock, self.sql(commit=True) as sql, sql.deleting_plainly():
             for projection in chosen:
                 projection.clear(sql)
                 sql.run(f"UPDATE {TRACKING} SET position = 0 WHERE name = ?", (projection.name,))

@@ -12,24 +12,29 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, get_args, get_origin
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from ledger.application import Ledger
 from ledger.canonical import MAX_SAFE_INTEGER, JSONRefused, canonical_bytes
 from ledger.scenario import kota_metro
 from ledger.statements import BODIES, Statement, StatementModel
 from projections.base import _plain, _row_line, _table_lines, dumps
 from projections.entries import _builder, accepted_statement
+from projections.runner import Projector
 
 
 def model_fields(model: BaseModel) -> tuple[Any, ...]:
     """Everything of a model a projection can see, field order included."""
     return (type(model), model, list(vars(model)), model.model_fields_set, model.model_dump(),
-            model.model_dump(exclude_none=True), model.__pydantic_extra__, model.__pydantic_private__)  # fmt: skip
+            model.model_dump(exclude_none=True), model.__pydantic_extra__,
+            model.__pydantic_private__)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +175,26 @@ def test_view_json_nested_past_the_depth_limit_is_refused_as_canonical_json_refu
         canonical_bytes(deep)
     with pytest.raises(JSONRefused):
         dumps(deep)
+
+
+def test_a_rebuild_leaves_the_connections_secure_delete_as_it_found_it(tmp_path: Path) -> None:
+    """Clearing drops rows without zeroing them (Sql.deleting_plainly), and only there."""
+    scenario = kota_metro()
+    ledger = Ledger(database_url=f"sqlite:///{tmp_path / 'x.sqlite'}", origin="saksi.test/log",
+                    genesis=scenario.genesis, log_key=Ed25519PrivateKey.generate())  # fmt: skip
+    try:
+        for item in list(scenario.schedule())[:50]:
+            ledger.submit(item.envelope)
+        projector = Projector(ledger)
+        projector.catch_up()
+        with projector.sql(commit=True) as sql:
+            before = sql.one("PRAGMA secure_delete")[0]
+            with sql.deleting_plainly():
+                assert sql.one("PRAGMA secure_delete")[0] == 0
+            assert sql.one("PRAGMA secure_delete")[0] == before
+        digests = projector.status()
+        assert projector.rebuild() == digests
+        with projector.sql(commit=True) as sql:
+            assert sql.one("PRAGMA secure_delete")[0] == before
+    finally:
+        ledger.close()
