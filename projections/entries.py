@@ -11,8 +11,9 @@ Only accepted statements reach the log, and the write path already parsed
 their envelopes strictly, checked their payloads canonical and validated their
 statements: none of that is done again here. A statement is built from its
 payload with the same models holding the same values as ``Statement.parse``
-builds (the models' validators only check, they never change a value), by
-``model_construct``; the tests compare both on every statement type.
+builds (the models' validators only check, they never change a value), as
+``model_construct`` builds them but in a few dict operations (``_builder``); the
+tests compare it with both on every statement type of a full scenario.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def accepted_statement(payload: bytes) -> Statement:
 
 
 _setattr = object.__setattr__
-_IMMUTABLE = (str, int, bool, float, bytes, tuple, frozenset, type(None))
+_IMMUTABLE = (str, int, bool, float, bytes, type(None))  # defaults shared, not copied
 
 
 @cache
