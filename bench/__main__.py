@@ -20,7 +20,16 @@ from typing import Any
 
 from bench import audit, corpus, ed25519, ingest, proofs, rebuild, report
 from bench.measure import (
-    ROOT, STEPS, Profile, Series, code_hash, load_average, machine, profile, say, step,
+    ROOT,
+    STEPS,
+    Profile,
+    Series,
+    code_hash,
+    load_average,
+    machine,
+    profile,
+    say,
+    step,
 )
 
 DEFAULT_SCALE = 0.01
@@ -185,6 +194,7 @@ def measure_all(args: argparse.Namespace, work: Path, results: dict[str, Any]) -
                 ours = audit.saksi_verify(done.home)
                 base = ingest.raw_verify(used, 0, n)
             audited.add(ours, base)
+            results.setdefault("audit_floor", []).append({**audit.floor(done.home, used), "raw": base})
         if last_home is not None:
             shutil.rmtree(last_home.parent, ignore_errors=True)
         last_home = done.home
