@@ -172,9 +172,11 @@ def decode_statement(envelope: Envelope) -> Statement:
 
     Raises NotCanonical, MalformedStatement or MalformedBody.
 
-    An ASCII payload is walked once: every key in it is then ASCII, so once
-    ``strict_loads`` has accepted the value its canonical form is what
-    ``canonical_bytes`` writes on its fast path, without checking it again.
+    An ASCII payload is walked once. If its value holds only ASCII text, its keys sort
+    alike by code point and by UTF-16 unit, so ``json.dumps`` writes the RFC 8785 form;
+    if it holds other text (from ``\\u`` escapes), ``json.dumps`` writes that raw and the
+    comparison fails, as the RFC 8785 form (raw, never escaped) would. Either way the
+    verdict is RFC 8785's, without ``canonical_bytes`` checking the value a second time.
     """
     try:
         value = strict_loads(envelope.payload)

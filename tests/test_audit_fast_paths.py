@@ -11,21 +11,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.audit import (
     NodeChecker,
-    _decode_statement,
     audit_ledger,
     entry_leaf_bytes,
     parse_entry,
 )
+from ledger.canonical import JSONRefused, strict_loads
 from ledger.envelope import Envelope, decode_statement, parse_envelope, sign_statement
-from ledger.errors import AuditFailure, SaksiError
+from ledger.errors import AuditFailure, NotCanonical, SaksiError
 from ledger.home import Home
 from ledger.log import leaf_bytes
+from ledger.statements import Statement
 from tests.test_tamper import db, home, rowid_of, template  # noqa: F401 - the demo ledger and its fixtures
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -81,8 +83,20 @@ def _outcome(decode: Any, payload: bytes) -> tuple[str, str]:
         st.binary(max_size=40),
     )
 )
-def test_the_audits_statement_decoding_is_decode_statement(payload: bytes) -> None:
-    assert _outcome(_decode_statement, payload) == _outcome(decode_statement, payload)
+def test_decode_statement_decides_as_the_rfc8785_reference(payload: bytes) -> None:
+    assert _outcome(decode_statement, payload) == _outcome(reference_decode_statement, payload)
+
+
+def reference_decode_statement(envelope: Envelope) -> Statement:
+    """SPEC §2 read literally: strict JSON, then its RFC 8785 form (the rfc8785 package)
+    must be the payload byte for byte. ``decode_statement`` takes a fast path to this."""
+    try:
+        value = strict_loads(envelope.payload)
+    except JSONRefused as error:
+        raise NotCanonical(f"payload: {error}") from None
+    if rfc8785.dumps(value) != envelope.payload:
+        raise NotCanonical("payload is not in RFC 8785 canonical form")
+    return Statement.parse(value, payload=envelope.payload, digest=envelope.digest)
 
 
 def test_parse_entry_names_the_index() -> None:
