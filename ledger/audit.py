@@ -122,12 +122,11 @@ def entry_leaf_bytes(index: int, recorded_at: str, envelope: Envelope) -> bytes:
     ``parse_envelope`` accepted from ``envelope_json``: that JSON then is exactly
     ``envelope.to_json()``, whose strings (payload type, base64, hex) need no
     escaping, so the canonical form is written directly. Requires an int ``index``."""
-    # The general path for whatever a tampered row holds; json.dumps also escapes DEL,
-    # which the canonical form keeps as it is.
-    if not recorded_at.isascii() or "\x7f" in recorded_at:
+    if not recorded_at.isascii():  # the general path, for whatever a tampered row holds
         return leaf_bytes(index, recorded_at, envelope.to_json())
+    # Without ensure_ascii, json.dumps escapes ASCII text as RFC 8785 does (DEL kept as is).
     return (_LEAF % (b64(envelope.payload), envelope.payload_type, envelope.keyid, b64(envelope.sig), index,
-                     json.dumps(recorded_at))).encode("ascii")  # fmt: skip
+                     json.dumps(recorded_at, ensure_ascii=False))).encode("ascii")  # fmt: skip
 
 
 @dataclass
