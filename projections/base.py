@@ -97,7 +97,7 @@ class Sql:
         try:
             yield
         finally:
-            self.run(f"PRAGMA secure_delete = {previous}")
+            self.run(f"PRAGMA secure_delete = {'FAST' if previous == 2 else previous}")  # 2 reads FAST
 
     def take_write_lock(self, table: str) -> None:
         """SQLite: take the database's write lock before the transaction reads.
