@@ -30,8 +30,7 @@ from typing import Any
 from bench.corpus import Corpus
 from bench.measure import ROOT, step
 from ledger import ed25519
-from ledger.application import RECORD_TOPIC
-from ledger.audit import audit_ledger, parse_entry
+from ledger.audit import audit_ledger, parse_entry, records
 from ledger.envelope import PAYLOAD_TYPE, pae
 from ledger.home import Home
 from ledger.scenario import SimulatedClock
@@ -57,25 +56,18 @@ def floor(home: Path, corpus: Corpus) -> dict[str, float]:
     triples = []
     started = time.perf_counter()
     try:
-        position, index = 0, 0
-        while True:
-            page = ledger.recorder.select_notifications(start=position, limit=1000, topics=[RECORD_TOPIC],
-                                                        inclusive_of_start=False)  # fmt: skip
-            if not page:
-                break
-            for notification in page:
-                envelope, _ = parse_entry(index, ledger.mapper.to_domain_event(notification).envelope)
-                triples.append((corpus.keys[envelope.keyid], pae(PAYLOAD_TYPE, envelope.payload), envelope.sig))
-                index += 1
-            position = page[-1].id
+        for index, (_, _, notification) in enumerate(records(ledger)):
+            envelope, _ = parse_entry(index, ledger.mapper.to_domain_event(notification).envelope)
+            triples.append((corpus.keys[envelope.keyid], pae(PAYLOAD_TYPE, envelope.payload), envelope.sig))
     finally:
         ledger.close()
+    entries = len(triples)
     parse = time.perf_counter() - started
     started = time.perf_counter()
     for public_key, message, signature in triples:
         if not ed25519.accepts(public_key, message, signature):
             raise RuntimeError("a signature of the benchmark ledger does not verify")
-    return {"parse": parse, "verify": time.perf_counter() - started, "entries": index}
+    return {"parse": parse, "verify": time.perf_counter() - started, "entries": entries}
 
 
 def audit_target(home: Path) -> None:

@@ -22,11 +22,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from bench.measure import ROOT, step
 from ledger.envelope import PAYLOAD_TYPE, key_id, pae, raw_public_key
 from ledger.home import Home, init_home
 from ledger.scenario import Population, national
-
-from bench.measure import ROOT, step
 
 SEED = "pilkada-2024"
 ORIGIN = "bench.saksi.local/pilkada-2024"

@@ -27,6 +27,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,9 +159,12 @@ def database_bytes(home: Path) -> int:
 # ---------------------------------------------------------------- our paths
 
 
-def post_batches(client: httpx.Client, corpus: Corpus, start: int, end: int, batch: int) -> float:
-    """Seconds of ``POST /v1/statements/batch`` requests for [start, end). Every item must be 201."""
+def post_batches(client: httpx.Client, corpus: Corpus, start: int, end: int, batch: int, *,
+                 progress: Callable[[int], None] | None = None) -> float:  # fmt: skip
+    """Seconds of ``POST /v1/statements/batch`` requests for [start, end). Every item must be
+    201. ``progress`` is called with the statements sent so far, at most once a minute."""
     watch = Stopwatch()
+    done, said = 0, time.monotonic()
     for chunk in corpus.chunks(batch, start, end):
         body = ("[" + ",".join(json.dumps(e, separators=(",", ":")) for e in chunk) + "]").encode()
         with watch:
@@ -170,6 +174,10 @@ def post_batches(client: httpx.Client, corpus: Corpus, start: int, end: int, bat
         refused = [item for item in response.json() if item["status"] != 201]
         if refused:
             raise RuntimeError(f"{len(refused)} statements refused, first: {refused[0]}")
+        done += len(chunk)
+        if progress is not None and time.monotonic() - said > 60:
+            said = time.monotonic()
+            progress(done)
     return watch.seconds
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import ROOT, Profile, Series
-from bench.totals import markdown as totals_markdown
 
 NATIONAL_STATEMENTS = 5_000_000  # the issue's figure for scale 1.0
 
@@ -390,6 +389,46 @@ def _totals(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def totals_markdown(results: dict[str, Any]) -> list[str]:
+    """The totals as a RESULTS.md section."""
+    meta = results["corpus"]
+    n = meta["statements"]
+    ingest, rebuilt, audited = results["ingest"], results["rebuild"], results["audit"]
+    lines = [
+        f"Measured by `{results['command']}` on {results['started']} (commit {results['machine'].get('commit', '?')}, "
+        f"sources hash {results['code_hash']}; load average {results['load_before']} at the start, "
+        f"{results['load_after']} at the end). "
+        f"`national(scale={results['scale']:g})`: {len(meta['regencies'])} regencies/cities, "
+        f"{n:,} statements by {meta['actors']:,} actors (signed in {meta['generated_seconds']:,.0f} s "
+        f"once, then cached: {meta['bytes'] / 2**20:,.0f} MiB of JSONL)"
+        + (f"; only the first {n:,} of them (`--limit`)." if results.get("limit") else "."),
+        "",
+        "| step | wall time | rate |",
+        "|---|---:|---:|",
+        f"| ingest, `POST /v1/statements/batch` × {-(-n // results['batch']):,} (one client) "
+        f"| {_duration(ingest['seconds'])} | {n / ingest['seconds']:,.0f} statements/s |",
+        f"| rebuild of every projection from zero | {_duration(rebuilt['seconds'])} "
+        f"| {n / rebuilt['seconds']:,.0f} entries/s |",
+        f"| audit (`audit_ledger` as `saksi verify` runs it, new process) | {_duration(audited['seconds'])} "
+        f"| {audited['entries'] / audited['seconds']:,.0f} entries/s |",
+        "",
+        f"Database on disk after ingest: **{results['database_bytes'] / 2**30:,.2f} GiB** "
+        f"({results['database_bytes'] / n:,.0f} bytes per statement: events, log entries, Merkle "
+        f"nodes, checkpoints, projections as followed); after the rebuild "
+        f"{results['database_bytes_with_projections'] / 2**30:,.2f} GiB.",
+        "",
+        f"Audit peak resident set at {audited['entries']:,} entries: "
+        f"**{audited['self_kib'] / 1024:,.0f} MiB**.",
+    ]
+    low = results.get("audit_low")
+    if low:
+        lines[-1] += (
+            f" At the first {low['entries']:,} entries of the same log: {low['self_kib'] / 1024:,.0f} MiB "
+            f"(ratio {audited['self_kib'] / low['self_kib']:.2f})."
+        )
+    return lines
+
+
 def _ceilings(results: dict[str, Any]) -> list[str]:
     """What the same run's figures say the ingest ratios could reach at best."""
     runs = results["ingest_runs"]
@@ -443,7 +482,7 @@ def _audit_ceiling(results: dict[str, Any]) -> list[str]:
 def _big_run() -> dict[str, Any] | None:
     """The committed totals of the largest ``python -m bench.totals`` run, if any."""
     runs = [json.loads(path.read_text()) for path in sorted((ROOT / "bench").glob("totals-*.json"))]
-    return max(runs, key=lambda r: r["scale"], default=None)
+    return max((r for r in runs if not r.get("limit")), key=lambda r: r["scale"], default=None)
 
 
 SCALED_STEPS = ("run ", "profiling the write path", "profiling the rebuild", "profiling the audit")

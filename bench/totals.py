@@ -15,7 +15,8 @@ like the ratio benchmarks' corpora) goes, on a fresh SQLite ledger home, through
 4. the size of the database on disk (the SQLite file and its WAL).
 
 Writes ``bench/totals-<scale>.json`` (which ``python -m bench`` copies into
-RESULTS.md) and prints the figures. ``--keep`` leaves the ledger home in place.
+RESULTS.md) and prints the figures. ``--keep`` leaves the ledger home in place;
+``--limit N`` (a smoke run, only the first N statements) needs ``--out``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from typing import Any
 import httpx
 
 from bench import audit, corpus, rebuild
-from bench.ingest import JSON, Server, database_bytes, write_keys
+from bench.ingest import Server, database_bytes, post_batches, write_keys
 from bench.measure import ROOT, code_hash, load_average, machine, say, step
+from bench.report import totals_markdown
 
 MEMORY_LOW = 100_000
 
@@ -42,22 +44,12 @@ MEMORY_LOW = 100_000
 def ingest(client: httpx.Client, used: corpus.Corpus, batch: int) -> dict[str, float]:
     """Every statement of ``used`` through ``POST /v1/statements/batch``; the wall time of
     the whole ingest and the time spent waiting for responses."""
-    waited, done = 0.0, 0
-    started = last_said = time.perf_counter()
-    for chunk in used.chunks(batch):
-        body = ("[" + ",".join(json.dumps(e, separators=(",", ":")) for e in chunk) + "]").encode()
-        sent = time.perf_counter()
-        response = client.post("/v1/statements/batch", content=body, headers=JSON)
-        waited += time.perf_counter() - sent
-        if response.status_code != 200:
-            raise RuntimeError(f"batch refused: {response.status_code} {response.text[:500]}")
-        refused = [item for item in response.json() if item["status"] != 201]
-        if refused:
-            raise RuntimeError(f"{len(refused)} statements refused, first: {refused[0]}")
-        done += len(chunk)
-        if time.perf_counter() - last_said > 60:
-            last_said = time.perf_counter()
-            say(f"ingested {done:,} of {used.size:,} ({done / (last_said - started):,.0f}/s)")
+    started = time.perf_counter()
+
+    def progress(done: int) -> None:
+        say(f"ingested {done:,} of {used.size:,} ({done / (time.perf_counter() - started):,.0f}/s)")
+
+    waited = post_batches(client, used, 0, used.size, batch, progress=progress)
     return {"seconds": time.perf_counter() - started, "waiting": waited}
 
 
@@ -77,7 +69,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["corpus"] = {**used.meta, "statements": used.size, "path": used.path.name,
                          "bytes": used.path.stat().st_size}  # fmt: skip
     work = args.work or Path(tempfile.mkdtemp(prefix="saksi-totals-"))
-    home = work / "home"
+    home = work / "home"  # a --work folder is the user's: only what this run made there is removed
     try:
         used.new_home(home)
         keys = work / "keys.tsv"
@@ -98,57 +90,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 results["audit_low"] = audit.peak(small)
     finally:
         if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+            made = [work] if args.work is None else [home, work / "keys.tsv", work / "server.log", work / "floor.sqlite"]
+            for path in made:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
     results["load_after"] = load_average()
     return results
-
-
-def markdown(results: dict[str, Any]) -> list[str]:
-    """The totals as a RESULTS.md section."""
-    meta = results["corpus"]
-    n = meta["statements"]
-    ingest, rebuilt, audited = results["ingest"], results["rebuild"], results["audit"]
-    lines = [
-        f"Measured by `{results['command']}` on {results['started']} (commit {results['machine'].get('commit', '?')}, "
-        f"sources hash {results['code_hash']}; load average {results['load_before']} at the start, "
-        f"{results['load_after']} at the end). "
-        f"`national(scale={results['scale']:g})`: {len(meta['regencies'])} regencies/cities, "
-        f"{n:,} statements by {meta['actors']:,} actors (signed in {meta['generated_seconds']:,.0f} s "
-        f"once, then cached: {meta['bytes'] / 2**20:,.0f} MiB of JSONL)"
-        + (f"; only the first {n:,} of them (`--limit`)." if results.get("limit") else "."),
-        "",
-        "| step | wall time | rate |",
-        "|---|---:|---:|",
-        f"| ingest, `POST /v1/statements/batch` × {-(-n // results['batch']):,} (one client) "
-        f"| {_duration(ingest['seconds'])} | {n / ingest['seconds']:,.0f} statements/s |",
-        f"| rebuild of every projection from zero | {_duration(rebuilt['seconds'])} "
-        f"| {n / rebuilt['seconds']:,.0f} entries/s |",
-        f"| audit (`audit_ledger` as `saksi verify` runs it, new process) | {_duration(audited['seconds'])} "
-        f"| {audited['entries'] / audited['seconds']:,.0f} entries/s |",
-        "",
-        f"Database on disk after ingest: **{results['database_bytes'] / 2**30:,.2f} GiB** "
-        f"({results['database_bytes'] / n:,.0f} bytes per statement: events, log entries, Merkle "
-        f"nodes, checkpoints, projections as followed); after the rebuild "
-        f"{results['database_bytes_with_projections'] / 2**30:,.2f} GiB.",
-        "",
-        f"Audit peak resident set at {audited['entries']:,} entries: "
-        f"**{audited['self_kib'] / 1024:,.0f} MiB**.",
-    ]
-    low = results.get("audit_low")
-    if low:
-        lines[-1] += (
-            f" At the first {low['entries']:,} entries of the same log: {low['self_kib'] / 1024:,.0f} MiB "
-            f"(ratio {audited['self_kib'] / low['self_kib']:.2f})."
-        )
-    return lines
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,10 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the ledger home afterwards")
     parser.add_argument("--out", type=Path, help="where to write the JSON (default bench/totals-SCALE.json)")
     args = parser.parse_args(argv)
+    if args.limit and args.out is None:
+        parser.error("--limit makes a smoke run: give --out, so it cannot replace a real run's totals")
     results = run(args)
     out = args.out or ROOT / "bench" / f"totals-{corpus.scale_label(args.scale)}.json"
     out.write_text(json.dumps(results, indent=1) + "\n")
-    print("\n".join(markdown(results)))
+    print("\n".join(totals_markdown(results)))
     return 0
 
 

@@ -209,7 +209,7 @@ class UnreadableRow(Exception):
     """A stored event row the database itself cannot return (tampered bytes)."""
 
 
-def _records(ledger: Ledger) -> Iterator[tuple[int, UUID, Any]]:
+def records(ledger: Ledger) -> Iterator[tuple[int, UUID, Any]]:
     """(notification id, originator id, notification) of every record, in order.
     Raises UnreadableRow at the first row that cannot be read."""
     position = 0
@@ -286,12 +286,12 @@ def _check_entries(
     try:
         entries = _stored_entries(ledger)
         last_at = ""
-        records = _records(ledger)
+        found_records = records(ledger)
         index = -1
         while True:
             index += 1
             try:
-                found = next(records, None)
+                found = next(found_records, None)
             except UnreadableRow as error:
                 raise AuditFailure(index, f"the stored event cannot be read: {error}") from None
             if found is None:
