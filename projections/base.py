@@ -45,6 +45,7 @@ def _c_json(*, sort_keys: bool) -> Callable[[Any], str]:
 _JSON = _c_json(sort_keys=True)
 _JSON_IN_ORDER = _c_json(sort_keys=False)  # for dicts whose keys are already in order
 _SIMPLE_KINDS = {str, int, type(None)}
+DUMP_ROWS = 10_000  # rows of a table held at once while its digest is computed
 _SCALARS = {str, int, bool, type(None)}
 _CONTAINERS = {dict, list, tuple}
 
@@ -80,6 +81,12 @@ class Sql:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self.run(sql, params).cursor.fetchall())
+
+    def chunks(self, sql: str, size: int) -> Iterator[list[Any]]:
+        """The rows of ``sql``, ``size`` at a time (the cursor is busy until the last)."""
+        cursor = self.run(sql).cursor
+        while rows := list(cursor.fetchmany(size)):
+            yield rows
 
     @contextmanager
     def deleting_plainly(self) -> Iterator[None]:
@@ -241,13 +248,15 @@ class Projection:
             self.apply(sql, entry)
 
     def dump(self, sql: Sql) -> Iterator[bytes]:
-        """The digest's lines, a table at a time (tables by name): each row, in primary
-        key order, as ``canonical_bytes([table, row])`` and a newline."""
+        """The digest's lines, tables by name, ``DUMP_ROWS`` rows at a time (memory does not
+        grow with a table): each row, in primary key order, as ``canonical_bytes([table,
+        row])`` and a newline."""
         for table, (_, order) in sorted(self.tables.items()):
             names = [c[0] for c in sql.run(f"SELECT * FROM {table} WHERE 1 = 0").cursor.description]
             names.sort()  # read in key order: for ASCII names, the order canonical JSON writes
             columns = ", ".join(f'"{name}"' for name in names)
-            yield _table_lines(table, names, sql.all(f"SELECT {columns} FROM {table} ORDER BY {order}"))
+            for rows in sql.chunks(f"SELECT {columns} FROM {table} ORDER BY {order}", DUMP_ROWS):
+                yield _table_lines(table, names, rows)
 
     def digest(self, sql: Sql, size: int) -> str:
         hasher = hashlib.sha256(f"{self.name}\n{size}\n".encode())

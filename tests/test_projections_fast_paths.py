@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -25,6 +26,7 @@ from ledger.application import Ledger
 from ledger.canonical import MAX_SAFE_INTEGER, JSONRefused, canonical_bytes
 from ledger.scenario import kota_metro
 from ledger.statements import BODIES, Statement, StatementModel
+from projections import base
 from projections.base import _plain, _row_line, _table_lines, dumps
 from projections.entries import _builder, accepted_statement
 from projections.runner import Projector
@@ -199,5 +201,38 @@ def test_a_rebuild_leaves_the_connections_secure_delete_as_it_found_it(tmp_path:
         assert projector.rebuild() == digests
         with projector.sql(commit=True) as sql:
             assert sql.one("PRAGMA secure_delete")[0] == before
+    finally:
+        ledger.close()
+
+
+def reference_digest(sql: Any, projection: Any, size: int) -> str:
+    """A projection's digest as defined: sha256 of "name\\nsize\\n" and, table by table (by
+    name), every row in primary key order as canonical_bytes([table, row]) and a newline."""
+    hasher = hashlib.sha256(f"{projection.name}\n{size}\n".encode())
+    for table, (_, order) in sorted(projection.tables.items()):
+        cursor = sql.run(f"SELECT * FROM {table} ORDER BY {order}").cursor
+        names = [c[0] for c in cursor.description]
+        for row in cursor.fetchall():
+            hasher.update(canonical_bytes([table, dict(zip(names, _plain(row), strict=True))]) + b"\n")
+    return "sha256:" + hasher.hexdigest()
+
+
+def test_digests_read_a_table_in_chunks_and_equal_the_definition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = kota_metro()
+    ledger = Ledger(database_url=f"sqlite:///{tmp_path / 'x.sqlite'}", origin="saksi.test/log",
+                    genesis=scenario.genesis, log_key=Ed25519PrivateKey.generate())  # fmt: skip
+    try:
+        for item in list(scenario.schedule())[:120]:
+            ledger.submit(item.envelope)
+        projector = Projector(ledger)
+        projector.catch_up()
+        whole = projector.status()
+        monkeypatch.setattr(base, "DUMP_ROWS", 7)  # tables of 120 entries span many chunks
+        assert projector.status() == whole
+        with projector.sql() as sql:
+            assert [reference_digest(sql, p, s.size) for p, s in zip(projector.projections, whole, strict=True)] \
+                == [s.digest for s in whole]  # fmt: skip
     finally:
         ledger.close()
