@@ -493,7 +493,9 @@ class Statement:
     subject = property(lambda self: self.model.subject)
     issued_at = property(lambda self: self.model.issued_at)
     refs = property(lambda self: tuple(self.model.refs or ()))
-    region = property(lambda self: getattr(self.body, "region", None))
+    # A body's fields are in its __dict__: getattr with a default would make pydantic raise
+    # (and catch) an AttributeError for every body without a region.
+    region = property(lambda self: vars(self.body).get("region"))
 
 
 def _first_error(error: ValidationError) -> str:

@@ -160,7 +160,7 @@ class TrailProjection(Projection):
         for e in entries:  # the statement's fields read from its model (its properties cost a call each)
             model = e.statement.model
             rows.append((model.subject, e.index, model.type, model.actor, e.keyid, e.statement.digest,
-                         e.leaf_hash.hex(), vars(e.statement.body).get("region"), model.issued_at, e.recorded_at))
+                         e.leaf_hash.hex(), e.statement.region, model.issued_at, e.recorded_at))
         sql.many("INSERT INTO v_trail VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)  # fmt: skip
 
 

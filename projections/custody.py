@@ -143,7 +143,7 @@ class ReadinessProjection(Projection):
                 if mandate.role == "kpps":
                     self._ensure(rows, mandate.jurisdiction)
             return
-        region = vars(body).get("region")  # getattr with a default: pydantic raises, then it is caught
+        region = statement.region
         if region is None or regions.level(region) != 5:
             return
         if isinstance(body, LogisticsDispatched):
