@@ -364,34 +364,3 @@ def _office_is_free(view: RegistryView, actor_id: str, mandate: dict[str, Any]) 
                 f"{holder!r} already holds {mandate['role']} for {mandate['jurisdiction']} "
                 f"in that period",
             )
-
-
-class MemoryRegistry:
-    """An in-memory registry: the auditor's replay, and the ledger's unit of work."""
-
-    def __init__(self) -> None:
-        self.actors: dict[str, Actor] = {}
-        self.keys: dict[str, str] = {}
-        self.offices: dict[tuple[str, str], list[tuple[str, str]]] = {}
-
-    def actor(self, actor_id: str) -> Actor | None:
-        return self.actors.get(actor_id)
-
-    def key_owner(self, keyid: str) -> str | None:
-        return self.keys.get(keyid)
-
-    def office_holders(self, role: str, jurisdiction: str) -> list[tuple[str, dict[str, Any]]]:
-        return [
-            (holder, self.actors[holder].mandates[mandate_id])
-            for holder, mandate_id in self.offices.get((role, jurisdiction), [])
-        ]
-
-    def put(self, actor: Actor) -> None:
-        """Record ``actor``'s current state in the indexes (keys and offices)."""
-        self.actors[actor.actor_id] = actor
-        for keyid in actor.keys:
-            self.keys[keyid] = actor.actor_id
-        for mandate in actor.mandates.values():
-            holders = self.offices.setdefault((mandate["role"], mandate["jurisdiction"]), [])
-            if (actor.actor_id, mandate["id"]) not in holders:
-                holders.append((actor.actor_id, mandate["id"]))

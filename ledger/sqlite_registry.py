@@ -7,7 +7,8 @@ entries are ``actor.*``), so a registry held in memory made ``saksi verify``'s
 peak memory grow with the log (issue #7 item 4). Here memory is bounded by
 ``cached`` decoded actors and SQLite's page cache, whatever the log's size.
 
-It answers exactly as ``registry.MemoryRegistry`` does (the same ``RegistryView``,
+It answers exactly as the in-memory registry it replaced (tests/test_audit_registry.py
+keeps it as the reference) did (the same ``RegistryView``,
 ``put`` and orders), so ``registry.authorise``, ``registry.apply_registry`` and
 ``witness.check_cosignature`` give the same verdicts and messages on either.
 """
@@ -39,7 +40,7 @@ CREATE TABLE entries (digest TEXT PRIMARY KEY, log_index INTEGER NOT NULL) WITHO
 
 _ACTOR = "SELECT state FROM actors WHERE id = ?"
 _KEY_OWNER = "SELECT actor FROM keys WHERE keyid = ?"
-_HOLDERS = (  # in the order first stored, as MemoryRegistry lists them
+_HOLDERS = (  # in the order first stored, as the in-memory registry listed them
     "SELECT holder, mandate FROM offices WHERE role = ? AND jurisdiction = ? ORDER BY rowid"
 )
 _INDEX_OF = "SELECT log_index FROM entries WHERE digest = ?"
@@ -141,7 +142,7 @@ class SQLiteRegistry:
 
     def put(self, actor: Actor) -> None:
         """Store ``actor``'s current state and index its keys and offices (as
-        ``MemoryRegistry.put``); it becomes the cached object for its id."""
+        the in-memory registry did); it becomes the cached object for its id."""
         actor_id = actor.actor_id
         self._db.execute(_PUT_ACTOR, (actor_id, _encode(actor)))
         self._db.executemany(_PUT_KEY, [(keyid, actor_id) for keyid in actor.keys])

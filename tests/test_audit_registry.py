@@ -27,11 +27,42 @@ from ledger.audit import AuditReport, Replay, SignatureChecker, audit_ledger, it
 from ledger.envelope import b64, decode_statement, parse_envelope, raw_public_key
 from ledger.errors import AuditFailure, SaksiError
 from ledger.home import Home
-from ledger.registry import SINGLE_HOLDER_ROLES, Actor, MemoryRegistry
+from ledger.registry import SINGLE_HOLDER_ROLES, Actor
 from ledger.scenario import Signer, kota_metro, mandate, registration
 from ledger.sqlite_registry import SQLiteRegistry
 from ledger.statements import ActorMandateGranted, ActorRegistered, Statement, is_registry
 from tests.test_tamper_matrix import forge_with_revoked_key
+
+
+class MemoryRegistry:
+    """The registry held in dicts, as the audit replayed it before SQLiteRegistry."""
+
+    def __init__(self) -> None:
+        self.actors: dict[str, Actor] = {}
+        self.keys: dict[str, str] = {}
+        self.offices: dict[tuple[str, str], list[tuple[str, str]]] = {}
+
+    def actor(self, actor_id: str) -> Actor | None:
+        return self.actors.get(actor_id)
+
+    def key_owner(self, keyid: str) -> str | None:
+        return self.keys.get(keyid)
+
+    def office_holders(self, role: str, jurisdiction: str) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (holder, self.actors[holder].mandates[mandate_id])
+            for holder, mandate_id in self.offices.get((role, jurisdiction), [])
+        ]
+
+    def put(self, actor: Actor) -> None:
+        """Record ``actor``'s current state in the indexes (keys and offices)."""
+        self.actors[actor.actor_id] = actor
+        for keyid in actor.keys:
+            self.keys[keyid] = actor.actor_id
+        for granted in actor.mandates.values():
+            holders = self.offices.setdefault((granted["role"], granted["jurisdiction"]), [])
+            if (actor.actor_id, granted["id"]) not in holders:
+                holders.append((actor.actor_id, granted["id"]))
 
 
 class ReferenceRegistry(MemoryRegistry):
