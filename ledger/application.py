@@ -514,10 +514,12 @@ class Ledger(Application):
         )  # fmt: skip
 
     def _save_all(self, aggregates: Iterable[Aggregate]) -> None:
-        """``Application.save(*aggregates)`` less its per-object protocol checks
-        (``isinstance`` against runtime-checkable protocols costs more than a whole
-        event's encoding): these are always our aggregates, never bare events."""
-        processing = ProcessingEvent[UUID]()
+        """``Application.save(*aggregates)`` of eventsourcing 9.5 (record, cache, snapshots,
+        ``_notify``) less its per-object protocol checks (``isinstance`` against
+        runtime-checkable protocols costs more than a whole event's encoding): these are
+        always our aggregates, never bare events. Its deprecated ``notify(events)`` hook,
+        which Ledger does not use, is not called."""
+        processing = ProcessingEvent()
         for aggregate in aggregates:
             processing.events.extend(aggregate.collect_events())
             processing.aggregates[aggregate.id] = aggregate

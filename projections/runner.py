@@ -94,7 +94,7 @@ class Projector:
                         continue  # another process projected meanwhile: look again
                     for projection in self.projections:
                         position = positions[projection.name]
-                        todo = entries if position <= low else [e for e in entries if e.index >= position]
+                        todo = entries if position == low else [e for e in entries if e.index >= position]
                         if todo:
                             projection.apply_batch(sql, todo)
                             sql.run(f"UPDATE {TRACKING} SET position = ? WHERE name = ?",
@@ -126,7 +126,7 @@ class Projector:
                 sql.run(f"UPDATE {TRACKING} SET position = 0 WHERE name = ?", (projection.name,))
         with _collector_paused():
             self.catch_up(batch=REBUILD_BATCH, progress=progress)
-            return [s for s in self.status() if s.name in {p.name for p in chosen}]
+        return [s for s in self.status() if s.name in {p.name for p in chosen}]
 
     def status(self) -> list[ProjectionStatus]:
         """Each projection's name, the log size it reflects and its digest."""
@@ -193,7 +193,8 @@ def _collector_paused() -> Iterator[None]:
     """CPython's cycle collector off for a while (as it was before, after). A rebuild
     makes and drops hundreds of thousands of containers — statements, models, rows —
     that reference counting frees, none in a cycle; the collector's passes over those
-    alive at the time were a fifth of the rebuild's time."""
+    alive at the time were a fifth of the rebuild's time. Process-wide: garbage in cycles
+    that other threads make meanwhile waits until the rebuild is done."""
     enabled = gc.isenabled()
     gc.disable()
     try:
