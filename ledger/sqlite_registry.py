@@ -85,8 +85,9 @@ class SQLiteRegistry:
 
     ``actor`` returns the cached object while it stays cached; a caller that changes
     an actor (``registry.apply_registry``) must ``put`` it, which stores it and makes
-    it the cached one. The database lives in a new temporary directory, removed by
-    ``close`` (or when the registry is garbage-collected, or at exit).
+    it the cached one. The database lives in a new temporary directory (under ``TMPDIR``:
+    where /tmp is a RAM disk, point it at a disk, or the registry is in memory after all),
+    removed by ``close`` (or when the registry is garbage-collected, or at exit).
     """
 
     def __init__(self, *, cached: int | None = None) -> None:
