@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -179,30 +180,36 @@ def test_view_json_nested_past_the_depth_limit_is_refused_as_canonical_json_refu
         dumps(deep)
 
 
-def test_a_rebuild_leaves_the_connections_secure_delete_as_it_found_it(tmp_path: Path) -> None:
-    """Clearing drops rows without zeroing them (Sql.deleting_plainly), and only there."""
+@pytest.fixture
+def projector(tmp_path: Path) -> Iterator[Projector]:
+    """Kota Metro's first 120 statements recorded (SQLite) and projected."""
     scenario = kota_metro()
     ledger = Ledger(database_url=f"sqlite:///{tmp_path / 'x.sqlite'}", origin="saksi.test/log",
                     genesis=scenario.genesis, log_key=Ed25519PrivateKey.generate())  # fmt: skip
     try:
-        for item in list(scenario.schedule())[:50]:
+        for item in list(scenario.schedule())[:120]:
             ledger.submit(item.envelope)
         projector = Projector(ledger)
         projector.catch_up()
-        with projector.sql(commit=True) as sql:
-            before = sql.one("PRAGMA secure_delete")[0]
-            for mode, reads in (("1", 1), ("0", 0), ("FAST", 2)):  # whatever the connection was set to
-                sql.run(f"PRAGMA secure_delete = {mode}")
-                with sql.deleting_plainly():
-                    assert sql.one("PRAGMA secure_delete")[0] == 0
-                assert sql.one("PRAGMA secure_delete")[0] == reads
-            sql.run(f"PRAGMA secure_delete = {before}")
-        digests = projector.status()
-        assert projector.rebuild() == digests
-        with projector.sql(commit=True) as sql:
-            assert sql.one("PRAGMA secure_delete")[0] == before
+        yield projector
     finally:
         ledger.close()
+
+
+def test_a_rebuild_leaves_the_connections_secure_delete_as_it_found_it(projector: Projector) -> None:
+    """Clearing drops rows without zeroing them (Sql.deleting_plainly), and only there."""
+    with projector.sql(commit=True) as sql:
+        before = sql.one("PRAGMA secure_delete")[0]
+        for mode, reads in (("1", 1), ("0", 0), ("FAST", 2)):  # whatever the connection was set to
+            sql.run(f"PRAGMA secure_delete = {mode}")
+            with sql.deleting_plainly():
+                assert sql.one("PRAGMA secure_delete")[0] == 0
+            assert sql.one("PRAGMA secure_delete")[0] == reads
+        sql.run(f"PRAGMA secure_delete = {before}")
+    digests = projector.status()
+    assert projector.rebuild() == digests
+    with projector.sql(commit=True) as sql:
+        assert sql.one("PRAGMA secure_delete")[0] == before
 
 
 def reference_digest(sql: Any, projection: Any, size: int) -> str:
@@ -218,21 +225,11 @@ def reference_digest(sql: Any, projection: Any, size: int) -> str:
 
 
 def test_digests_read_a_table_in_chunks_and_equal_the_definition(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    projector: Projector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    scenario = kota_metro()
-    ledger = Ledger(database_url=f"sqlite:///{tmp_path / 'x.sqlite'}", origin="saksi.test/log",
-                    genesis=scenario.genesis, log_key=Ed25519PrivateKey.generate())  # fmt: skip
-    try:
-        for item in list(scenario.schedule())[:120]:
-            ledger.submit(item.envelope)
-        projector = Projector(ledger)
-        projector.catch_up()
-        whole = projector.status()
-        monkeypatch.setattr(base, "DUMP_ROWS", 7)  # tables of 120 entries span many chunks
-        assert projector.status() == whole
-        with projector.sql() as sql:
-            assert [reference_digest(sql, p, s.size) for p, s in zip(projector.projections, whole, strict=True)] \
-                == [s.digest for s in whole]  # fmt: skip
-    finally:
-        ledger.close()
+    whole = projector.status()
+    monkeypatch.setattr(base, "DUMP_ROWS", 7)  # tables of 120 entries span many chunks
+    assert projector.status() == whole
+    with projector.sql() as sql:
+        assert [reference_digest(sql, p, s.size) for p, s in zip(projector.projections, whole, strict=True)] \
+            == [s.digest for s in whole]  # fmt: skip
