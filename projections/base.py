@@ -265,6 +265,28 @@ class Projection:
         return "sha256:" + hasher.hexdigest()
 
 
+class RowsProjection(Projection):
+    """A projection of one table written through ``Rows``: a batch's rows are read at
+    most once and written together. Subclasses name ``row_table``, its ``row_key`` and
+    ``columns``, and define ``_apply(rows, entry)``."""
+
+    row_table: str
+    row_key: str
+    columns: tuple[str, ...]
+
+    def apply(self, sql: Sql, entry: Entry) -> None:
+        self.apply_batch(sql, [entry])
+
+    def apply_batch(self, sql: Sql, entries: Sequence[Entry]) -> None:
+        rows = Rows(sql, self.row_table, self.row_key, self.columns)
+        for entry in entries:
+            self._apply(rows, entry)
+        rows.flush()
+
+    def _apply(self, rows: Rows, entry: Entry) -> None:
+        raise NotImplementedError  # abstract: every such projection defines it
+
+
 def _table_lines(table: str, names: list[str], rows: Sequence[Any]) -> bytes:
     """``b"".join(_row_line(table, names, _plain(row), …) + b"\n" for row in rows)``, for
     rows holding the values of ``names`` (sorted) in that order. When every column holds

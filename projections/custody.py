@@ -13,7 +13,6 @@ beside it, and the gap is shown, so offline signing stays visible to auditors.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from ledger import regions
@@ -26,7 +25,7 @@ from ledger.statements import (
     LogisticsWitnessed,
     parse_time,
 )
-from projections.base import Entry, Projection, Rows, Sql, dumps, loads
+from projections.base import Entry, Rows, RowsProjection, Sql, dumps, loads
 
 
 def _hop(entry: Entry) -> dict[str, Any]:
@@ -43,7 +42,7 @@ def _missing(dispatched: dict[str, int], received: dict[str, int] | None) -> dic
     return {k: v - received.get(k, 0) for k, v in sorted(dispatched.items()) if received.get(k, 0) < v}
 
 
-class CustodyProjection(Projection):
+class CustodyProjection(RowsProjection):
     name = "custody"
     tables = {
         "v_consignments": (
@@ -60,18 +59,10 @@ class CustodyProjection(Projection):
         "CREATE INDEX IF NOT EXISTS v_consignments_parent ON v_consignments (parent)",
     )
 
+    row_table, row_key = "v_consignments", "id"
     columns = ("id", "sender", "receiver", "direction", "region", "parent", "status", "items",
                "received_items", "seals", "seals_intact", "condition", "due_by", "on_time", "dispatch",
                "receipt", "witnesses", "discrepancies")  # fmt: skip
-
-    def apply(self, sql: Sql, entry: Entry) -> None:
-        self.apply_batch(sql, [entry])
-
-    def apply_batch(self, sql: Sql, entries: Sequence[Entry]) -> None:
-        rows = Rows(sql, "v_consignments", "id", self.columns)
-        for entry in entries:
-            self._apply(rows, entry)
-        rows.flush()
 
     def _apply(self, rows: Rows, entry: Entry) -> None:
         statement, body = entry.statement, entry.statement.body
@@ -112,7 +103,7 @@ class CustodyProjection(Projection):
             rows.update(statement.subject, discrepancies=dumps(reports))
 
 
-class ReadinessProjection(Projection):
+class ReadinessProjection(RowsProjection):
     name = "readiness"
     tables = {
         "v_tps": (
@@ -123,17 +114,9 @@ class ReadinessProjection(Projection):
         ),
     }
 
+    row_table, row_key = "v_tps", "tps"
     columns = ("tps", "consignment", "status", "due_by", "received_issued_at", "received_recorded_at",
                "on_time", "missing", "discrepancy")  # fmt: skip
-
-    def apply(self, sql: Sql, entry: Entry) -> None:
-        self.apply_batch(sql, [entry])
-
-    def apply_batch(self, sql: Sql, entries: Sequence[Entry]) -> None:
-        rows = Rows(sql, "v_tps", "tps", self.columns)
-        for entry in entries:
-            self._apply(rows, entry)
-        rows.flush()
 
     def _apply(self, rows: Rows, entry: Entry) -> None:
         statement, body = entry.statement, entry.statement.body
