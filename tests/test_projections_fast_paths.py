@@ -2,9 +2,9 @@
 
 - ``projections.entries._builder`` builds a statement's models as pydantic's
   ``model_construct`` does, and as ``Statement.parse`` validates them;
-- ``projections.base._table_lines`` writes a table's digest text as
-  ``_row_line`` does row by row (canonical_bytes wherever the fast JSON does not
-  apply), for SQLite's rows and PostgreSQL's dict rows;
+- ``projections.base._table_lines`` writes a table's digest text as canonical_bytes
+  writes each row (orjson's JSON where it applies), for SQLite's rows and
+  PostgreSQL's dict rows;
 - ``projections.base.dumps`` refuses and writes what canonical_bytes does, for
   containers whose members mix every JSON type (its checks go member type by type).
 """
@@ -28,7 +28,7 @@ from ledger.canonical import MAX_SAFE_INTEGER, JSONRefused, canonical_bytes
 from ledger.scenario import kota_metro
 from ledger.statements import BODIES, Statement, StatementModel
 from projections import base
-from projections.base import _plain, _row_line, _table_lines, dumps
+from projections.base import _plain, _table_lines, dumps
 from projections.entries import _builder, accepted_statement
 from projections.runner import Projector
 
@@ -125,10 +125,11 @@ def tables(draw: st.DrawFn) -> tuple[str, list[str], list[list[Any]]]:
 
 
 def row_by_row(table: str, names: list[str], rows: list[list[Any]]) -> bytes | str:
-    plain = table.isascii() and all(name.isascii() for name in names)
+    """The digest text as defined: canonical_bytes([table, row]) and a newline per row."""
     try:
         return b"".join(
-            _row_line(table, names, _plain(row), plain_names=plain) + b"\n" for row in rows
+            canonical_bytes([table, dict(zip(names, _plain(row), strict=True))]) + b"\n"
+            for row in rows
         )
     except JSONRefused:
         return "refused"
