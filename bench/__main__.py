@@ -181,12 +181,13 @@ def measure_all(args: argparse.Namespace, work: Path, results: dict[str, Any]) -
         with step(f"run {run}/{args.runs}: rebuild and audit"):
             if run % 2:
                 base, count = rebuild.read_notifications(done.home)
-                ours = rebuild.rebuild(done.home)
+                ours, processes = rebuild.rebuild(done.home)
             else:
-                ours = rebuild.rebuild(done.home)
+                ours, processes = rebuild.rebuild(done.home)
                 base, count = rebuild.read_notifications(done.home)
             rebuilt.add(ours, base)
             results["notifications"].append(count)
+            results.setdefault("rebuild_processes", []).append(processes)
             if run % 2:
                 base = ingest.raw_verify(used, 0, n)
                 ours = audit.saksi_verify(done.home)

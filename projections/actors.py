@@ -20,6 +20,7 @@ from projections.base import Entry, Projection, Sql
 
 class ActorsProjection(Projection):
     name = "actors"
+    weight = 11
     tables = {
         "v_actors": (
             "id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, "
@@ -142,6 +143,7 @@ def actors(sql: Sql, *, role: str | None = None, jurisdiction: str | None = None
 
 class TrailProjection(Projection):
     name = "trail"
+    weight = 18
     tables = {
         "v_trail": (
             "subject TEXT NOT NULL, idx BIGINT NOT NULL, type TEXT NOT NULL, actor TEXT NOT NULL, "

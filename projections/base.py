@@ -210,6 +210,9 @@ class Projection:
     # table name → (DDL column list, ORDER BY for the dump)
     tables: ClassVar[dict[str, tuple[str, str]]]
     indexes: ClassVar[Sequence[str]] = ()
+    # Its share of a rebuild's work (applying every entry and the digest), relative to the
+    # others: a parallel rebuild splits the projections into groups of about equal weight.
+    weight: ClassVar[int] = 1
 
     def create(self, sql: Sql) -> None:
         for table, (columns, _) in self.tables.items():

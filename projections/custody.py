@@ -44,6 +44,7 @@ def _missing(dispatched: dict[str, int], received: dict[str, int] | None) -> dic
 
 class CustodyProjection(RowsProjection):
     name = "custody"
+    weight = 18
     tables = {
         "v_consignments": (
             "id TEXT PRIMARY KEY, sender TEXT NOT NULL, receiver TEXT NOT NULL, "
@@ -105,6 +106,7 @@ class CustodyProjection(RowsProjection):
 
 class ReadinessProjection(RowsProjection):
     name = "readiness"
+    weight = 8
     tables = {
         "v_tps": (
             "tps TEXT PRIMARY KEY, consignment TEXT, status TEXT NOT NULL, due_by TEXT, "

@@ -26,6 +26,7 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
 from pydantic import BaseModel
 
 from ledger.application import RECORD_TOPIC, Ledger
@@ -46,7 +47,7 @@ def read_entries(ledger: Ledger, start: int, end: int) -> list[Entry]:
     entries = []
     for index, notification_id, record_id, recorded_at in rows:
         found = envelopes.get(notification_id)
-        if found is not None and found[0] == record_id:
+        if found is not None and found[0] == record_id.replace("-", ""):
             envelope = found[1]
         else:
             envelope = _envelope_of(ledger, record_id)
@@ -141,22 +142,35 @@ def _leaf_hashes(ledger: Ledger, start: int, end: int) -> dict[int, bytes]:
 def _record_envelopes(
     ledger: Ledger, *, first: int, last: int, count: int
 ) -> dict[int, tuple[str, dict[str, Any]]]:
-    """notification id → (record id, envelope) of at most ``count`` record
-    notifications with first <= id <= last (decoded as ``Mapper.to_domain_event`` does)."""
+    """notification id → (record id as 32 hex digits, envelope) of at most ``count``
+    record notifications with first <= id <= last (decoded as ``Mapper.to_domain_event``
+    does). On SQLite the rows are read as ``select_notifications`` reads them, without
+    making a Notification and a UUID of each."""
     mapper = ledger.mapper
     # An envelope holds only JSON's own types (SPEC §2: exactly its fields, all text), which
     # JSONTranscoder decodes as json.loads does, and orjson faster; its hook on every object is
     # for other fields.
     decode = _json_state if type(mapper.transcoder) is JSONTranscoder else mapper.transcoder.decode
+    recorder = ledger.recorder
+    rows: list[tuple[int, str, bytes]]
+    if type(recorder) is SQLiteApplicationRecorder:
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT rowid, originator_id, state FROM {recorder.events_table_name} "
+                "WHERE rowid >= ? AND rowid <= ? AND topic = ? ORDER BY rowid LIMIT ?",
+                (first, last, RECORD_TOPIC, count),
+            )
+            rows = [tuple(row) for row in cursor.fetchall()]  # type: ignore[misc]
+    else:
+        page = recorder.select_notifications(start=first, limit=count, stop=last, topics=[RECORD_TOPIC])
+        rows = [(n.id, n.originator_id.hex, n.state) for n in page]  # type: ignore[union-attr]
     found = {}
-    page = ledger.recorder.select_notifications(start=first, limit=count, stop=last, topics=[RECORD_TOPIC])
-    for notification in page:
-        state = notification.state
+    for notification_id, originator_id, state in rows:
         if mapper.cipher:
             state = mapper.cipher.decrypt(state)
         if mapper.compressor:
             state = mapper.compressor.decompress(state)
-        found[notification.id] = (str(notification.originator_id), decode(state)["envelope"])
+        found[notification_id] = (originator_id, decode(state)["envelope"])
     return found
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import fcntl
 import gc
 import logging
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
 from eventsourcing.persistence import PersistenceError
@@ -32,6 +34,7 @@ log = logging.getLogger("saksi.projections")
 TRACKING = "saksi_projections"
 PROJECTION_LOCK_ID = 0x5A4B5350  # PostgreSQL advisory lock: one projecting process at a time
 REBUILD_BATCH = 5000  # entries per transaction when rebuilding: few commits, ~70 MB held at most
+PARALLEL_FROM = 2000  # entries: a smaller log is rebuilt by one process (see parallel_rebuild)
 
 
 def all_projections() -> list[Projection]:
@@ -77,10 +80,16 @@ class Projector:
         """Apply every integrated entry not yet projected; returns the log size reflected.
         Several processes may call it at once: one projects, the others wait, then
         find the work done."""
+        return self._catch_up(self.projections, batch=batch, progress=progress)
+
+    def _catch_up(self, projections: Sequence[Projection], *, batch: int,
+                  progress: Callable[[int], None] | None = None) -> int:  # fmt: skip
+        """``catch_up`` of ``projections`` only (others may be caught up by another process)."""
+        names = {p.name for p in projections}
         with self._lock:
             while True:
                 size = self.ledger.tlog.size
-                positions = self.positions()
+                positions = {name: at for name, at in self.positions().items() if name in names}
                 low = min(positions.values(), default=size)
                 if low >= size:
                     return size
@@ -90,9 +99,9 @@ class Projector:
                         sql.run("SELECT pg_advisory_xact_lock(?)", (PROJECTION_LOCK_ID,))
                     sql.take_write_lock(TRACKING)
                     current = sql.all(f"SELECT name, position FROM {TRACKING}")
-                    if {r["name"]: r["position"] for r in current if r["name"] in self.by_name} != positions:
+                    if {r["name"]: r["position"] for r in current if r["name"] in names} != positions:
                         continue  # another process projected meanwhile: look again
-                    for projection in self.projections:
+                    for projection in projections:
                         position = positions[projection.name]
                         todo = entries if position == low else [e for e in entries if e.index >= position]
                         if todo:
@@ -116,23 +125,45 @@ class Projector:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def rebuild(self, names: Sequence[str] | None = None, *,
-                progress: Callable[[int], None] | None = None) -> list[ProjectionStatus]:  # fmt: skip
-        """Clear the named projections (all by default) and rebuild them from entry 0."""
+    def rebuild(self, names: Sequence[str] | None = None, *, progress: Callable[[int], None] | None = None,
+                workers: int | None = None) -> list[ProjectionStatus]:  # fmt: skip
+        """Clear the named projections (all by default) and rebuild them from entry 0.
+
+        ``workers``: 1, or 2 to split the projections into two groups of about equal
+        weight and rebuild the second in a forked process, on the other core (each
+        process reads the log itself and writes only its own projections; SQLite files
+        only). By default 2 where that is safe and worth it (``parallel_rebuild``)."""
         chosen = [self.by_name[n] for n in names] if names else self.projections
+        if workers is None:
+            workers = 2 if parallel_rebuild(self.ledger) else 1
+        if workers not in (1, 2):
+            raise ValueError(f"a rebuild runs on 1 or 2 processes, not {workers}")
+        if workers == 2 and self.ledger.backend.kind != "sqlite":
+            raise ValueError("only a SQLite file database is rebuilt on two processes")
         with self._lock, self.sql(commit=True) as sql, sql.deleting_plainly():
             for projection in chosen:
                 projection.clear(sql)
                 sql.run(f"UPDATE {TRACKING} SET position = 0 WHERE name = ?", (projection.name,))
+        groups = _split(chosen) if workers > 1 and len(chosen) > 1 else [chosen]
         with _collector_paused():
-            self.catch_up(batch=REBUILD_BATCH, progress=progress)
-        return [s for s in self.status() if s.name in {p.name for p in chosen}]
+            helper = _Helper(self.ledger, groups[1]) if len(groups) > 1 else None
+            try:
+                self._catch_up(groups[0], batch=REBUILD_BATCH, progress=progress)
+                found = self.status(groups[0])
+                if helper is not None:
+                    found += helper.result()
+            finally:
+                if helper is not None:
+                    helper.stop()
+        order = [p.name for p in chosen]
+        return sorted(found, key=lambda s: order.index(s.name))
 
-    def status(self) -> list[ProjectionStatus]:
-        """Each projection's name, the log size it reflects and its digest."""
+    def status(self, projections: Sequence[Projection] | None = None) -> list[ProjectionStatus]:
+        """Each projection's (of ``projections``, all by default) name, the log size it
+        reflects and its digest."""
         with self.sql() as sql:
             found = []
-            for projection in self.projections:
+            for projection in self.projections if projections is None else projections:
                 row = sql.one(f"SELECT position FROM {TRACKING} WHERE name = ?", (projection.name,))
                 found.append(ProjectionStatus(projection.name, row["position"], projection.digest(sql, row["position"])))
             return found
@@ -186,6 +217,82 @@ class Projector:
                 wake.set()
         except PersistenceError:
             pass  # the database went away: the follower falls back to its interval
+
+
+def parallel_rebuild(ledger: Ledger) -> bool:
+    """Whether a rebuild of ``ledger`` forks a second process: its database is a SQLite
+    file, its log holds at least PARALLEL_FROM entries (below that one process is done
+    before a second would be), and this process runs no other thread — fork copies the
+    calling thread only, so a lock another thread held (in SQLite, in logging …) would
+    stay held in the copy forever."""
+    return (
+        ledger.backend.kind == "sqlite" and threading.active_count() == 1
+        and "fork" in multiprocessing.get_all_start_methods() and ledger.tlog.size >= PARALLEL_FROM
+    )  # fmt: skip
+
+
+def _split(projections: Sequence[Projection]) -> list[list[Projection]]:
+    """Two groups of about equal total weight (heaviest first, each to the lighter group)."""
+    groups: list[list[Projection]] = [[], []]
+    weights = [0, 0]
+    for projection in sorted(projections, key=lambda p: -p.weight):
+        lighter = weights.index(min(weights))
+        groups[lighter].append(projection)
+        weights[lighter] += projection.weight
+    return groups
+
+
+class _Helper:
+    """A forked process rebuilding ``projections`` (already cleared) of ``ledger``'s
+    database through its own connections, then sending back their statuses."""
+
+    def __init__(self, ledger: Ledger, projections: Sequence[Projection]) -> None:
+        context = multiprocessing.get_context("fork")
+        self.receive, send = context.Pipe(duplex=False)
+        self.process = context.Process(
+            target=_rebuild_in_helper, name="saksi-rebuild",
+            args=(ledger.backend.url, ledger.tlog.origin, ledger.genesis, list(projections), send),
+        )  # fmt: skip
+        self.process.start()
+        send.close()  # the helper holds the only sending end: if it dies, receiving ends
+
+    def result(self) -> list[ProjectionStatus]:
+        try:
+            answer = self.receive.recv()
+        except EOFError:
+            answer = f"it ended with exit code {self.process.exitcode} and sent nothing"
+        if isinstance(answer, str):
+            raise RebuildFailed(f"the rebuild's second process failed: {answer}")
+        return [ProjectionStatus(*status) for status in answer]
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join()
+        self.receive.close()
+
+
+class RebuildFailed(RuntimeError):
+    """The process rebuilding part of the projections failed; what it committed stays
+    (a later catch-up resumes from there)."""
+
+
+def _rebuild_in_helper(database_url: str, origin: str, genesis: Sequence[Any],
+                       projections: list[Projection], send: Connection) -> None:  # fmt: skip
+    """In the forked process: never touch the parent's connections (copied with its
+    memory); open the database afresh, catch ``projections`` up from where they are
+    (cleared: zero) and send their statuses, or the error."""
+    try:
+        ledger = Ledger(database_url=database_url, origin=origin, genesis=genesis, log_key=None, audit=True)
+        try:
+            projector = Projector(ledger, projections)
+            projector._catch_up(projections, batch=REBUILD_BATCH)
+            send.send([(s.name, s.size, s.digest) for s in projector.status()])
+        finally:
+            ledger.close()
+    except BaseException as error:  # whatever it is, the parent must hear of it
+        send.send(f"{type(error).__name__}: {error}")
+        raise
 
 
 @contextmanager

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,11 +52,18 @@ from projections import actors as actors_view
 from projections import custody as custody_view
 from projections import registers as registers_view
 from projections.actors import ActorsProjection, TrailProjection
-from projections.base import Entry, Sql, _row_line, dumps
+from projections.base import Entry, Projection, Sql, _row_line, dumps
 from projections.custody import CustodyProjection, ReadinessProjection
 from projections.entries import read_entries
 from projections.registers import CommitmentsProjection, PledgesProjection
-from projections.runner import ProjectionStatus, Projector, all_projections, query
+from projections.runner import (
+    ProjectionStatus,
+    Projector,
+    RebuildFailed,
+    all_projections,
+    parallel_rebuild,
+    query,
+)
 from tests.conftest import fresh_postgres_database
 
 ORIGIN = "saksi.test/log"
@@ -189,6 +198,119 @@ def test_incremental_follow_and_rebuild_from_zero_give_the_same_digests(
     fresh = Projector(ledger, all_projections())
     assert fresh.positions() == dict.fromkeys(NAMES, len(items))
     assert digests(fresh.rebuild()) == followed
+
+
+class WhoApplied(Projection):
+    """Records which process applied it: where a rebuild on two processes ran it. Heavy,
+    so that two of them go to different groups (the heaviest to this process's)."""
+
+    weight = 1000
+
+    def __init__(self, label: str, *, fail_elsewhere: bool = False) -> None:
+        self.name, self.table = f"who_{label}", f"v_who_{label}"
+        self.tables = {self.table: ("pid BIGINT PRIMARY KEY", "pid")}
+        self.fail_elsewhere, self.parent = fail_elsewhere, os.getpid()
+
+    def apply(self, sql: Sql, entry: Entry) -> None:
+        if self.fail_elsewhere and os.getpid() != self.parent:
+            raise Crash(f"the second process fails at entry {entry.index}")
+        sql.run(f"INSERT OR IGNORE INTO {self.table} VALUES (?)", (os.getpid(),))
+
+
+def test_a_rebuild_on_two_processes_gives_the_digests_of_one(
+    tmp_path: Path, open_ledger: Callable[..., Ledger]
+) -> None:
+    items = shuffled(3)
+    clock = MonotoneClock()
+    ledger = open_ledger("sqlite:///" + str(tmp_path / "x.sqlite"), clock)
+    play(ledger, clock, items)
+    projector = Projector(ledger, [*all_projections(), WhoApplied("a"), WhoApplied("b")])
+    projector.catch_up()
+    followed = {name: value for name, value in digests(projector.status()).items() if name in NAMES}
+
+    def appliers() -> set[int]:
+        with projector.sql() as sql:
+            return {sql.one(f"SELECT pid FROM v_who_{label}")["pid"] for label in "ab"}
+
+    parallel = digests(projector.rebuild(workers=2))
+    assert list(parallel) == [*NAMES, "who_a", "who_b"]
+    assert {name: parallel[name] for name in NAMES} == followed
+    assert {size for size, _ in parallel.values()} == {len(items)}
+    assert projector.positions() == dict.fromkeys([*NAMES, "who_a", "who_b"], len(items))
+    assert os.getpid() in appliers() and len(appliers()) == 2  # the other group: another process
+    assert {name: value for name, value in digests(projector.rebuild(workers=1)).items() if name in NAMES} \
+        == followed  # fmt: skip
+    assert appliers() == {os.getpid()}
+    assert reference_digests(open_ledger, items) == followed
+
+
+def test_a_failure_in_the_rebuilds_second_process_is_raised_and_a_catch_up_finishes_the_work(
+    tmp_path: Path, open_ledger: Callable[..., Ledger]
+) -> None:
+    items = shuffled(1)
+    clock = MonotoneClock()
+    ledger = open_ledger("sqlite:///" + str(tmp_path / "x.sqlite"), clock)
+    play(ledger, clock, items)
+    projector = Projector(ledger, [*all_projections(), WhoApplied("a"), WhoApplied("b", fail_elsewhere=True)])
+    projector.catch_up()
+    before = digests(projector.status())
+    with pytest.raises(RebuildFailed, match="Crash: the second process fails at entry 0"):
+        projector.rebuild(workers=2)
+    positions = projector.positions()
+    assert positions["who_b"] == 0 and positions["who_a"] == len(items)  # this process's group is done
+    assert projector.catch_up() == len(items)  # here, who_b applies: the rest of the work gets done
+    assert digests(projector.status()) == before
+
+
+def test_a_rebuild_refuses_what_it_cannot_do_before_clearing_anything(open_ledger: Callable[..., Ledger]) -> None:
+    clock = MonotoneClock()
+    ledger = open_ledger("memory:", clock)
+    play(ledger, clock, shuffled(1)[:50])
+    projector = Projector(ledger)
+    projector.catch_up()
+    before = digests(projector.status())
+    with pytest.raises(ValueError, match="only a SQLite file database"):
+        projector.rebuild(workers=2)
+    with pytest.raises(ValueError, match="1 or 2 processes, not 3"):
+        projector.rebuild(workers=3)
+    assert digests(projector.status()) == before
+    assert not parallel_rebuild(ledger)  # in memory: one process, whatever the size
+
+
+PARALLEL_CHECK = """
+import sys, threading
+from ledger.application import Ledger
+from ledger.scenario import kota_metro
+from projections import runner
+ledger = Ledger(database_url=sys.argv[1], origin="saksi.test/log", genesis=kota_metro().genesis,
+                log_key=None, audit=True)
+runner.PARALLEL_FROM = int(sys.argv[2])
+alone = runner.parallel_rebuild(ledger)
+stop = threading.Event()
+other = threading.Thread(target=stop.wait)
+other.start()
+print(alone, runner.parallel_rebuild(ledger))
+stop.set()
+"""
+
+
+def test_a_rebuild_forks_by_default_only_from_a_single_thread_and_a_big_enough_sqlite_log(
+    tmp_path: Path, open_ledger: Callable[..., Ledger]
+) -> None:
+    """In a process of its own (pytest's workers run threads): alone, with enough entries,
+    it forks; with another thread running, or too few entries, it does not."""
+    clock = MonotoneClock()
+    url = "sqlite:///" + str(tmp_path / "x.sqlite")
+    ledger = open_ledger(url, clock)
+    play(ledger, clock, shuffled(1)[:30])
+
+    def check(threshold: int) -> str:
+        done = subprocess.run([sys.executable, "-c", PARALLEL_CHECK, url, str(threshold)],
+                              capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+        return done.stdout.strip()
+
+    assert check(30) == "True False"
+    assert check(31) == "False False"
 
 
 def test_digests_reflect_the_log_not_a_constant(open_ledger: Callable[..., Ledger]) -> None:
