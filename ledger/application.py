@@ -331,8 +331,8 @@ class Ledger(Application):
             self._cache_mark = self.recorder.max_notification_id()
             if accepted:
                 self.tlog.integrate()
-                self.tlog.publish()
-                for position, receipt in self.tlog.receipts(accepted).items():
+                note = self.tlog.publish()  # under the writer lock: still the latest below
+                for position, receipt in self.tlog.receipts(accepted, note=note).items():
                     results[position] = receipt
         return results  # type: ignore[return-value]
 

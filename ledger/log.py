@@ -240,11 +240,13 @@ class IntegrityLog:
             raise NotFound(f"no checkpoint of size {size}")
         return notes.add_cosignatures(note, self.store.cosignatures(size))
 
-    def receipts(self, accepted: Sequence[tuple[int, str, bool, dict[str, Any]]]) -> dict[int, Receipt]:
+    def receipts(self, accepted: Sequence[tuple[int, str, bool, dict[str, Any]]], *,
+                 note: str | None = None) -> dict[int, Receipt]:  # fmt: skip
         """Receipts for just-integrated statements, given (position, record id,
-        duplicate, envelope); position → Receipt, all against the latest checkpoint.
+        duplicate, envelope); position → Receipt, all against the latest checkpoint
+        (``note``, the latest with its cosignatures, when the caller just read it).
         The inclusion proofs of all of them come from one read of the tree."""
-        note = self.latest_note()
+        note = note if note is not None else self.latest_note()
         size = notes.parse_note(note).checkpoint.size
         located = self.store.locate([record_id for _, record_id, _, _ in accepted])
         places = [located[record_id] for _, record_id, _, _ in accepted]
