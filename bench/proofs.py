@@ -16,7 +16,7 @@ from eventsourcing.sqlite import SQLiteDatastore
 
 from bench.measure import Stopwatch
 from ledger import merkle
-from ledger.storage import LogStore
+from ledger.storage import LogStore, with_statement_cache
 
 INSERT_CHUNK = 100_000
 
@@ -28,7 +28,7 @@ class Tree:
         for leftover in path.parent.glob(path.name + "*"):
             leftover.unlink()
         self.size = size
-        self.datastore = SQLiteDatastore(str(path))
+        self.datastore = with_statement_cache(SQLiteDatastore(str(path)))  # as a Ledger's
         self.store = LogStore(self.datastore, dialect="sqlite")
         self.store.create_tables()
         frontier = merkle.CompactRange()

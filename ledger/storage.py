@@ -13,6 +13,7 @@ Backends, chosen by a database URL:
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,10 +21,75 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing import sqlite as es_sqlite
+from eventsourcing.persistence import InterfaceError, StoredEvent
 from eventsourcing.sqlite import SQLiteDatastore
 
 _memory_counter = itertools.count()
+# Stored nodes are perfect subtrees, written once and never changed: those of this level and
+# above (subtrees of 1,024 leaves or more: 2 per 1,024 leaves, some 200 bytes each) stay in memory
+# once read. Every proof of a big tree passes through them: at 1 M leaves half of an
+# inclusion proof's 20 nodes are theirs, so its cost no longer grows with the tree above that.
+UPPER_LEVEL = 10
+STATEMENT_CACHE = 256  # prepared statements each SQLite connection keeps
+# Bytes of the database file read through a memory map (SQLite caps it at its build's
+# maximum, 2 GiB by default): a page the operating system holds then costs no read() call
+# and no copy into each connection's 2 MB page cache. Proofs read nodes scattered over the
+# whole file; at 1 M leaves their node query took 70 µs with reads and 45 µs mapped.
+MMAP_SIZE = 2**31 - 2**16
+
+
+class SQLiteConnectionPool(es_sqlite.SQLiteConnectionPool):
+    """eventsourcing 9.5's SQLite pool, its connections keeping ``STATEMENT_CACHE``
+    prepared statements. eventsourcing opens them with ``cached_statements=True``, which
+    sqlite3 takes for a cache of one statement: every statement but the connection's last
+    was parsed and planned again on each use (a single submit runs some 55). With the
+    cache, a single ``Ledger.submit`` took 3.2 ms instead of 3.7 here."""
+
+    def _create_connection(self) -> es_sqlite.SQLiteConnection:
+        # eventsourcing.sqlite.SQLiteConnectionPool._create_connection of 9.5, but for the cache.
+        try:
+            connection = sqlite3.connect(
+                database=self.db_name, uri=True, check_same_thread=False,
+                isolation_level=None,  # autocommit: eventsourcing issues BEGIN itself
+                cached_statements=STATEMENT_CACHE,
+                timeout=self.lock_timeout or es_sqlite.SQLITE3_DEFAULT_LOCK_TIMEOUT,
+            )  # fmt: skip
+        except (sqlite3.Error, TypeError) as error:
+            raise InterfaceError(error) from error
+        if not self.is_sqlite_memory_mode and not self.is_journal_mode_wal:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode;")
+            if cursor.fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL;")
+                self.journal_mode_was_changed_to_wal = True
+            self.is_journal_mode_wal = True
+        if not self.is_sqlite_memory_mode:
+            connection.execute(f"PRAGMA mmap_size = {MMAP_SIZE}")
+        connection.row_factory = sqlite3.Row
+        return es_sqlite.SQLiteConnection(sqlite_conn=connection, max_age=self.max_age)
+
+
+def with_statement_cache(datastore: SQLiteDatastore) -> SQLiteDatastore:
+    """``datastore`` with its (still unused) pool replaced by one whose connections
+    keep their prepared statements."""
+    old = datastore.pool
+    datastore.pool = SQLiteConnectionPool(
+        db_name=old.db_name, lock_timeout=old.lock_timeout, pool_size=old.pool_size,
+        max_overflow=old.max_overflow, pool_timeout=old.pool_timeout, max_age=old.max_age,
+        pre_ping=old.pre_ping,
+    )  # fmt: skip
+    old.close()
+    return datastore
+
+
+class SQLiteFactory(es_sqlite.SQLiteFactory):
+    """eventsourcing's SQLite persistence (``PERSISTENCE_MODULE``), its connections
+    keeping their prepared statements (``SQLiteConnectionPool``)."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        with_statement_cache(self.datastore)
 
 
 @dataclass(frozen=True)
@@ -52,7 +118,7 @@ class Backend:
         if self.kind == "sqlite":
             assert self.path
             return {
-                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "PERSISTENCE_MODULE": "ledger.storage:SQLiteFactory",
                 "SQLITE_DBNAME": self.path,
                 "SQLITE_LOCK_TIMEOUT": "30",
             }
@@ -144,6 +210,7 @@ class LogStore:
         self.datastore = datastore
         self.dialect = dialect
         self.p = "?" if dialect == "sqlite" else "%s"
+        self._upper: dict[tuple[int, int], bytes] = {}  # see UPPER_LEVEL
         blob = "BLOB" if dialect == "sqlite" else "BYTEA"
         big = "INTEGER" if dialect == "sqlite" else "BIGINT"
         self.t = {name: f"{prefix}_{name}" for name in ("entries", "nodes", "tracking", "checkpoints", "cosignatures")}
@@ -165,7 +232,7 @@ class LogStore:
     @classmethod
     def in_memory(cls) -> LogStore:
         name = f"file:saksi-log-{next(_memory_counter)}?mode=memory&cache=shared"
-        return cls(SQLiteDatastore(name), dialect="sqlite")
+        return cls(with_statement_cache(SQLiteDatastore(name)), dialect="sqlite")
 
     def create_tables(self) -> None:
         with self.transaction() as c:
@@ -202,13 +269,22 @@ class LogStore:
         if not ids:
             return {}
         found: dict[tuple[int, int], bytes] = {}
-        wanted = list(dict.fromkeys(ids))
+        wanted = []
+        for node in dict.fromkeys(ids):
+            upper = self._upper.get(node)
+            if upper is None:
+                wanted.append(node)
+            else:
+                found[node] = upper
         for start in range(0, len(wanted), 400):
             chunk = wanted[start : start + 400]
             where = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
             params = [v for pair in chunk for v in pair]
             for row in self._all(f"SELECT level, idx, hash FROM {self.t['nodes']} WHERE {where}", params):
-                found[(row["level"], row["idx"])] = bytes(row["hash"])
+                node, value = (row["level"], row["idx"]), bytes(row["hash"])
+                found[node] = value
+                if node[0] >= UPPER_LEVEL:
+                    self._upper[node] = value
         return found
 
     def entry(self, index: int) -> tuple[int, str, str] | None:

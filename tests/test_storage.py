@@ -1,0 +1,107 @@
+"""How a ledger talks to SQLite: connections that keep their prepared statements and
+map the file, and the log's upper Merkle nodes kept in memory once read.
+
+- eventsourcing 9.5 opens its SQLite connections with ``cached_statements=True``,
+  which sqlite3 takes for a cache of one statement; the ledger's connections keep
+  ``STATEMENT_CACHE`` and read the file through a memory map.
+- ``LogStore.read_nodes`` keeps nodes of ``UPPER_LEVEL`` and above (perfect subtrees,
+  written once) after reading them: proofs and roots from a store that has them in
+  memory equal those from a fresh store, and only lower nodes are queried again.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from eventsourcing.sqlite import SQLiteDatastore
+
+from ledger import merkle
+from ledger.application import Ledger
+from ledger.scenario import kota_metro
+from ledger.storage import MMAP_SIZE, STATEMENT_CACHE, UPPER_LEVEL, LogStore, with_statement_cache
+
+
+def test_a_ledgers_sqlite_connections_keep_their_statements_and_map_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[dict[str, Any]] = []
+    connect = sqlite3.connect
+
+    def recording(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(kwargs)
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", recording)
+    scenario = kota_metro()
+    ledger = Ledger(database_url=f"sqlite:///{tmp_path / 'x.sqlite'}", origin="saksi.test/log",
+                    genesis=scenario.genesis, log_key=Ed25519PrivateKey.generate())  # fmt: skip
+    try:
+        for item in list(scenario.schedule())[:20]:
+            ledger.submit(item.envelope)
+        assert opened and all(kwargs["cached_statements"] == STATEMENT_CACHE for kwargs in opened)
+        with ledger.recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute("PRAGMA mmap_size")
+            mapped = cursor.fetchone()[0]
+            cursor.execute("PRAGMA journal_mode")
+            assert cursor.fetchone()[0] == "wal"
+        assert 0 < mapped <= MMAP_SIZE  # SQLite caps it at its build's maximum
+        assert ledger.tlog.size == 20
+    finally:
+        ledger.close()
+
+
+def stored_tree(path: Path, size: int) -> tuple[LogStore, list[bytes]]:
+    """A log store holding the perfect nodes of a tree of ``size`` leaves; its roots
+    at every size (``roots[k]`` is the root of the first k + 1 leaves)."""
+    store = LogStore(with_statement_cache(SQLiteDatastore(str(path))), dialect="sqlite")
+    store.create_tables()
+    frontier = merkle.CompactRange()
+    nodes, roots = [], []
+    for index in range(size):
+        nodes += frontier.append(merkle.leaf_hash(index.to_bytes(8, "big")))
+        roots.append(frontier.root())
+    with store.transaction() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {store.t['nodes']} VALUES (?, ?, ?)", [(l, i, v) for (l, i), v in nodes]
+        )
+    return store, roots
+
+
+def test_upper_nodes_read_once_serve_proofs_equal_to_a_fresh_stores(tmp_path: Path) -> None:
+    size = 5 * 1024 + 77
+    store, roots = stored_tree(tmp_path / "tree.sqlite", size)
+    queried: list[list[Any]] = []
+    query = store._all
+
+    def recording(sql: str, params: Any = ()) -> Any:
+        queried.append(list(params))
+        return query(sql, params)
+
+    store._all = recording  # type: ignore[method-assign]
+    rng = random.Random(7)
+    fresh = LogStore(store.datastore, dialect="sqlite")  # the same rows, nothing in memory
+    for _ in range(60):
+        index, old = rng.randrange(size), rng.randrange(1, size)
+        proof = merkle.inclusion_proof(index, size, store.read_nodes)
+        assert proof == merkle.inclusion_proof(index, size, fresh.read_nodes)
+        merkle.verify_inclusion(merkle.leaf_hash(index.to_bytes(8, "big")), index, size, proof, roots[-1])
+        consistency = merkle.consistency_proof(old, size, store.read_nodes)
+        assert consistency == merkle.consistency_proof(old, size, fresh.read_nodes)
+        merkle.verify_consistency(old, size, roots[old - 1], roots[-1], consistency)
+        assert merkle.root_at(old, store.read_nodes) == roots[old - 1]
+    upper = {node for node in store._upper}
+    assert upper and all(level >= UPPER_LEVEL for level, _ in upper)
+    # Read a second time, the upper nodes come from memory: only lower levels are queried.
+    for index in range(0, size, 97):
+        merkle.inclusion_proof(index, size, store.read_nodes)
+    queried.clear()
+    for index in range(0, size, 97):
+        merkle.inclusion_proof(index, size, store.read_nodes)
+    levels = [params[k] for params in queried for k in range(0, len(params), 2)]
+    assert levels and max(levels) < UPPER_LEVEL
+    store.datastore.close()
