@@ -1,6 +1,7 @@
 """Proofs (issue item 5): inclusion and consistency proofs from trees of 1 k, 100 k
 and 1 M leaves, each tree in its own SQLite file through ``LogStore``'s node table
-and ``LogStore.read_nodes`` (what the API's proof routes use).
+and ``LogStore.read_proof_nodes`` (what the API's proof routes use: upper nodes
+stay in memory once read).
 
 Trees are built without signing anything: leaf ``i`` hashes the 8 bytes of ``i``,
 and ``merkle.CompactRange.append`` says which perfect nodes to store. Every proof
@@ -62,7 +63,7 @@ def time_inclusion(tree: Tree, count: int, rng: random.Random) -> float:
     proofs = []
     for index in indexes:
         with watch:
-            proofs.append(merkle.inclusion_proof(index, tree.size, tree.store.read_nodes))
+            proofs.append(merkle.inclusion_proof(index, tree.size, tree.store.read_proof_nodes))
     for index, proof in zip(indexes[:50], proofs, strict=False):
         leaf = merkle.leaf_hash(index.to_bytes(8, "big"))
         merkle.verify_inclusion(leaf, index, tree.size, proof, tree.root)
@@ -77,7 +78,7 @@ def time_consistency(tree: Tree, count: int, rng: random.Random) -> float:
     proofs = []
     for old in olds:
         with watch:
-            proofs.append(merkle.consistency_proof(old, tree.size, tree.store.read_nodes))
+            proofs.append(merkle.consistency_proof(old, tree.size, tree.store.read_proof_nodes))
     for old, proof in zip(olds[:50], proofs, strict=False):
         merkle.verify_consistency(old, tree.size, tree.root_at(old), tree.root, proof)
     return watch.seconds / count

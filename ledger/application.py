@@ -260,6 +260,7 @@ class Ledger(Application):
         audit: bool = False,
     ) -> None:
         backend = Backend.parse(database_url)
+        self.env_overrides = dict(env or {})  # for another process opening the same ledger
         environment = {
             **backend.environment(),
             "AGGREGATE_CACHE_MAXSIZE": "50000",

@@ -161,13 +161,13 @@ class IntegrityLog:
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         self._check_size(size)
-        return merkle.inclusion_proof(index, size, self.store.read_nodes)
+        return merkle.inclusion_proof(index, size, self.store.read_proof_nodes)
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
         self._check_size(new)
         if not 0 < old <= new:
             raise ProofError(f"a consistency proof needs 0 < old <= new, got {old}, {new}")
-        return merkle.consistency_proof(old, new, self.store.read_nodes)
+        return merkle.consistency_proof(old, new, self.store.read_proof_nodes)
 
     def _check_size(self, size: int) -> None:
         if size > self.size:
@@ -254,7 +254,7 @@ class IntegrityLog:
             "an accepted statement is integrated and signed before submit returns"
         )
         self._check_size(size)
-        proofs = merkle.inclusion_proofs([index for index, _ in places], size, self.store.read_nodes)
+        proofs = merkle.inclusion_proofs([index for index, _ in places], size, self.store.read_proof_nodes)
         found = {}
         for item, (index, recorded_at), proof in zip(accepted, places, proofs, strict=True):
             position, _, duplicate, envelope = item

@@ -26,16 +26,19 @@ from eventsourcing.persistence import InterfaceError, StoredEvent
 from eventsourcing.sqlite import SQLiteDatastore
 
 _memory_counter = itertools.count()
-# Stored nodes are perfect subtrees, written once and never changed: those of this level and
-# above (subtrees of 1,024 leaves or more: 2 per 1,024 leaves, some 200 bytes each) stay in memory
-# once read. Every proof of a big tree passes through them: at 1 M leaves half of an
-# inclusion proof's 20 nodes are theirs, so its cost no longer grows with the tree above that.
+# Stored nodes are perfect subtrees, written once: for the proofs a process serves
+# (read_proof_nodes), those of this level and above (subtrees of 1,024 leaves or more: 2 per
+# 1,024 leaves, some 200 bytes each) stay in memory once read. Every proof of a big tree passes
+# through them: at 1 M leaves half of an inclusion proof's 20 nodes are theirs, so its cost no
+# longer grows with the tree above that. What is signed or checked is always read afresh.
 UPPER_LEVEL = 10
 STATEMENT_CACHE = 256  # prepared statements each SQLite connection keeps
 # Bytes of the database file read through a memory map (SQLite caps it at its build's
 # maximum, 2 GiB by default): a page the operating system holds then costs no read() call
 # and no copy into each connection's 2 MB page cache. Proofs read nodes scattered over the
 # whole file; at 1 M leaves their node query took 70 µs with reads and 45 µs mapped.
+# Mapped, a database file truncated in place under a running process (never by Saksi:
+# restore a copy with the server stopped) ends that process with SIGBUS, not an error.
 MMAP_SIZE = 2**31 - 2**16
 
 
@@ -68,6 +71,17 @@ class SQLiteConnectionPool(es_sqlite.SQLiteConnectionPool):
             connection.execute(f"PRAGMA mmap_size = {MMAP_SIZE}")
         connection.row_factory = sqlite3.Row
         return es_sqlite.SQLiteConnection(sqlite_conn=connection, max_age=self.max_age)
+
+
+    def close_idle(self) -> bool:
+        """Close the pooled connections no one is using; whether none is left open.
+        Before a fork: SQLite must not see a connection carried into the child (its
+        per-process lock records would go with it, and the child's own connections
+        would count on locks it does not hold)."""
+        with self._put_condition:
+            while self._pool:
+                self._pool.popleft().close()
+            return not self._in_use
 
 
 def with_statement_cache(datastore: SQLiteDatastore) -> SQLiteDatastore:
@@ -210,7 +224,8 @@ class LogStore:
         self.datastore = datastore
         self.dialect = dialect
         self.p = "?" if dialect == "sqlite" else "%s"
-        self._upper: dict[tuple[int, int], bytes] = {}  # see UPPER_LEVEL
+        self._upper: dict[tuple[int, int], bytes] = {}  # see UPPER_LEVEL and read_proof_nodes
+        self._seen_size = 0
         blob = "BLOB" if dialect == "sqlite" else "BYTEA"
         big = "INTEGER" if dialect == "sqlite" else "BIGINT"
         self.t = {name: f"{prefix}_{name}" for name in ("entries", "nodes", "tracking", "checkpoints", "cosignatures")}
@@ -262,12 +277,20 @@ class LogStore:
     def tracking(self) -> tuple[int, int]:
         """(last integrated notification id, log size); (0, 0) when nothing is integrated."""
         row = self._one(f"SELECT notification_id, size FROM {self.t['tracking']} WHERE id = 0")
-        return (row["notification_id"], row["size"]) if row else (0, 0)
+        found = (row["notification_id"], row["size"]) if row else (0, 0)
+        if found[1] < self._seen_size:  # the database went back (a restore): forget its old tree
+            self._upper.clear()
+        self._seen_size = found[1]
+        return found
 
     def read_nodes(self, ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        """The stored Merkle nodes among ``ids`` (one query)."""
-        if not ids:
-            return {}
+        """The stored Merkle nodes among ``ids`` (one query), as the database holds them now."""
+        return self._read_nodes(list(dict.fromkeys(ids)))
+
+    def read_proof_nodes(self, ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """``read_nodes`` for the proofs and receipts this process serves: nodes of
+        UPPER_LEVEL and above come from memory once read. Never for what is signed or
+        checked (roots, rollback checks, audits): those read the database as it is."""
         found: dict[tuple[int, int], bytes] = {}
         wanted = []
         for node in dict.fromkeys(ids):
@@ -276,15 +299,19 @@ class LogStore:
                 wanted.append(node)
             else:
                 found[node] = upper
+        read = self._read_nodes(wanted)
+        self._upper.update((node, value) for node, value in read.items() if node[0] >= UPPER_LEVEL)
+        found.update(read)
+        return found
+
+    def _read_nodes(self, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        found: dict[tuple[int, int], bytes] = {}
         for start in range(0, len(wanted), 400):
             chunk = wanted[start : start + 400]
             where = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
             params = [v for pair in chunk for v in pair]
             for row in self._all(f"SELECT level, idx, hash FROM {self.t['nodes']} WHERE {where}", params):
-                node, value = (row["level"], row["idx"]), bytes(row["hash"])
-                found[node] = value
-                if node[0] >= UPPER_LEVEL:
-                    self._upper[node] = value
+                found[(row["level"], row["idx"])] = bytes(row["hash"])
         return found
 
     def entry(self, index: int) -> tuple[int, str, str] | None:

@@ -159,8 +159,8 @@ def dumps(value: Any) -> str:
     Values of ASCII text, safe integers, booleans and None (nearly all) skip
     canonical_bytes' checks: for them it is this same sorted-key JSON."""
     if _plain_json(value, 0):
-        text = orjson.dumps(value, option=_SORTED)
-        if text.isascii():  # every key and text (JSON keeps other characters as they are)
+        text = _orjson(value, _SORTED)
+        if text is not None and text.isascii():  # every key and text ASCII (others kept as they are)
             return text.decode("ascii")
     return canonical_bytes(value).decode("utf-8")
 
@@ -286,8 +286,10 @@ def _table_lines(table: str, names: list[str], rows: Sequence[Any]) -> bytes:
     plain_names = table.isascii() and all(name.isascii() for name in names)
     if not (plain_names and all(map(_simple_column, zip(*rows, strict=True)))):
         return b"".join(_row_line(table, names, _plain(row), plain_names=plain_names) + b"\n" for row in rows)
-    encode = orjson.dumps  # each dict's keys are already in order
-    lines = [encode([table, dict(zip(names, row, strict=True))]) for row in rows]
+    try:
+        lines = [orjson.dumps([table, dict(zip(names, row, strict=True))]) for row in rows]  # keys in order
+    except orjson.JSONEncodeError:  # text orjson refuses (a lone surrogate): canonical_bytes decides
+        return b"".join(_row_line(table, names, _plain(row), plain_names=plain_names) + b"\n" for row in rows)
     text = b"\n".join(lines) + b"\n" if lines else b""
     if text.isascii():
         return text
@@ -312,8 +314,19 @@ def _row_line(table: str, names: list[str], values: list[Any], *, plain_names: b
     over the value; any other row goes through it."""
     row = dict(zip(names, values, strict=True))
     if plain_names and _simple(values):
-        return orjson.dumps([table, row], option=_SORTED)
+        text = _orjson([table, row], _SORTED)
+        if text is not None:
+            return text
     return canonical_bytes([table, row])
+
+
+def _orjson(value: Any, option: int) -> bytes | None:
+    """orjson's JSON for ``value``, or None where orjson refuses it (a lone surrogate in its
+    text): canonical_bytes then decides, as it does for everything off the fast path."""
+    try:
+        return orjson.dumps(value, option=option)
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _simple(values: list[Any]) -> bool:

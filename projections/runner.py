@@ -22,7 +22,7 @@ from typing import Any
 from eventsourcing.persistence import PersistenceError
 
 from ledger.application import RECORD_TOPIC, Ledger
-from ledger.storage import schema_lock
+from ledger.storage import SQLiteConnectionPool, schema_lock
 from projections.actors import ActorsProjection, TrailProjection
 from projections.base import Projection, Sql
 from projections.custody import CustodyProjection, ReadinessProjection
@@ -140,16 +140,19 @@ class Projector:
             raise ValueError(f"a rebuild runs on 1 or 2 processes, not {workers}")
         if workers == 2 and self.ledger.backend.kind != "sqlite":
             raise ValueError("only a SQLite file database is rebuilt on two processes")
+        if workers == 2 and threading.active_count() > 1:
+            raise ValueError("a rebuild on two processes forks, which only a process running one thread may do")
         with self._lock, self.sql(commit=True) as sql, sql.deleting_plainly():
             for projection in chosen:
                 projection.clear(sql)
                 sql.run(f"UPDATE {TRACKING} SET position = 0 WHERE name = ?", (projection.name,))
         groups = _split(chosen) if workers > 1 and len(chosen) > 1 else [chosen]
         with _collector_paused():
-            helper = _Helper(self.ledger, groups[1]) if len(groups) > 1 else None
+            helper = _Helper.start(self.ledger, groups[1]) if len(groups) > 1 else None
+            mine = groups[0] if helper is not None else chosen
             try:
-                self._catch_up(groups[0], batch=REBUILD_BATCH, progress=progress)
-                found = self.status(groups[0])
+                self._catch_up(mine, batch=REBUILD_BATCH, progress=progress)
+                found = self.status(mine)
                 if helper is not None:
                     found += helper.result()
             finally:
@@ -246,12 +249,23 @@ class _Helper:
     """A forked process rebuilding ``projections`` (already cleared) of ``ledger``'s
     database through its own connections, then sending back their statuses."""
 
+    @classmethod
+    def start(cls, ledger: Ledger, projections: Sequence[Projection]) -> _Helper | None:
+        """The helper, forked; None (rebuild in one process) when this process cannot
+        close its connections to the database first (one is in use)."""
+        pool = ledger.recorder.datastore.pool  # type: ignore[attr-defined]
+        if not (isinstance(pool, SQLiteConnectionPool) and pool.close_idle()):
+            log.warning("rebuild: a database connection is in use, so no second process is forked")
+            return None
+        return cls(ledger, projections)
+
     def __init__(self, ledger: Ledger, projections: Sequence[Projection]) -> None:
         context = multiprocessing.get_context("fork")
         self.receive, send = context.Pipe(duplex=False)
         self.process = context.Process(
             target=_rebuild_in_helper, name="saksi-rebuild",
-            args=(ledger.backend.url, ledger.tlog.origin, ledger.genesis, list(projections), send),
+            args=(ledger.backend.url, ledger.tlog.origin, ledger.genesis, ledger.env_overrides,
+                  list(projections), send),
         )  # fmt: skip
         self.process.start()
         send.close()  # the helper holds the only sending end: if it dies, receiving ends
@@ -277,13 +291,14 @@ class RebuildFailed(RuntimeError):
     (a later catch-up resumes from there)."""
 
 
-def _rebuild_in_helper(database_url: str, origin: str, genesis: Sequence[Any],
+def _rebuild_in_helper(database_url: str, origin: str, genesis: Sequence[Any], env: dict[str, str],
                        projections: list[Projection], send: Connection) -> None:  # fmt: skip
-    """In the forked process: never touch the parent's connections (copied with its
-    memory); open the database afresh, catch ``projections`` up from where they are
-    (cleared: zero) and send their statuses, or the error."""
+    """In the forked process (the parent closed its connections first): open the database
+    afresh, catch ``projections`` up from where they are (cleared: zero) and send their
+    statuses, or the error."""
     try:
-        ledger = Ledger(database_url=database_url, origin=origin, genesis=genesis, log_key=None, audit=True)
+        ledger = Ledger(database_url=database_url, origin=origin, genesis=genesis, log_key=None,
+                        env=env, audit=True)  # fmt: skip
         try:
             projector = Projector(ledger, projections)
             projector._catch_up(projections, batch=REBUILD_BATCH)

@@ -17,10 +17,12 @@ Self-contained on purpose: of tests/conftest.py it uses only ``fresh_postgres_da
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -217,30 +219,61 @@ class WhoApplied(Projection):
         sql.run(f"INSERT OR IGNORE INTO {self.table} VALUES (?)", (os.getpid(),))
 
 
+REBUILD_ON_TWO = """
+import json, os, sys, threading
+from ledger.application import Ledger
+from projections.runner import Projector, RebuildFailed, all_projections
+from tests.test_projections import ORIGIN, WhoApplied, small_scenario
+
+ledger = Ledger(database_url=sys.argv[1], origin=ORIGIN, genesis=small_scenario().genesis, log_key=None)
+projector = Projector(ledger, [*all_projections(), WhoApplied("a"), WhoApplied("b", fail_elsewhere=sys.argv[2] == "fail")])
+found = {"pid": os.getpid(), "threads": threading.active_count()}
+try:
+    found["digests"] = {s.name: [s.size, s.digest] for s in projector.rebuild(workers=2)}
+except RebuildFailed as error:
+    found["error"] = str(error)
+found["positions"] = projector.positions()
+with projector.sql() as sql:
+    found["appliers"] = sorted({row[0] for label in "ab" for row in sql.all(f"SELECT pid FROM v_who_{label}")})
+ledger.close()
+print(json.dumps(found))
+"""
+
+
+def rebuild_on_two(url: str, mode: str = "") -> dict[str, Any]:
+    """``Projector.rebuild(workers=2)`` in a process of its own: it forks, which a process
+    running other threads (pytest's workers do) may not."""
+    done = subprocess.run([sys.executable, "-c", REBUILD_ON_TWO, url, mode], capture_output=True, text=True,
+                          timeout=300, check=True, cwd=Path(__file__).parent.parent)  # fmt: skip
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
 def test_a_rebuild_on_two_processes_gives_the_digests_of_one(
     tmp_path: Path, open_ledger: Callable[..., Ledger]
 ) -> None:
     items = shuffled(3)
     clock = MonotoneClock()
-    ledger = open_ledger("sqlite:///" + str(tmp_path / "x.sqlite"), clock)
+    url = "sqlite:///" + str(tmp_path / "x.sqlite")
+    ledger = open_ledger(url, clock)
     play(ledger, clock, items)
     projector = Projector(ledger, [*all_projections(), WhoApplied("a"), WhoApplied("b")])
     projector.catch_up()
     followed = {name: value for name, value in digests(projector.status()).items() if name in NAMES}
 
-    def appliers() -> set[int]:
-        with projector.sql() as sql:
-            return {sql.one(f"SELECT pid FROM v_who_{label}")["pid"] for label in "ab"}
-
-    parallel = digests(projector.rebuild(workers=2))
+    found = rebuild_on_two(url)
+    assert found["threads"] == 1
+    parallel = {name: tuple(value) for name, value in found["digests"].items()}
     assert list(parallel) == [*NAMES, "who_a", "who_b"]
     assert {name: parallel[name] for name in NAMES} == followed
     assert {size for size, _ in parallel.values()} == {len(items)}
-    assert projector.positions() == dict.fromkeys([*NAMES, "who_a", "who_b"], len(items))
-    assert os.getpid() in appliers() and len(appliers()) == 2  # the other group: another process
+    assert found["positions"] == dict.fromkeys([*NAMES, "who_a", "who_b"], len(items))
+    appliers = found["appliers"]
+    assert found["pid"] in appliers and len(appliers) == 2  # the other group: another process
+    assert {name: value for name, value in digests(projector.status()).items() if name in NAMES} == followed
     assert {name: value for name, value in digests(projector.rebuild(workers=1)).items() if name in NAMES} \
         == followed  # fmt: skip
-    assert appliers() == {os.getpid()}
+    with projector.sql() as sql:
+        assert {sql.one(f"SELECT pid FROM v_who_{label}")["pid"] for label in "ab"} == {os.getpid()}
     assert reference_digests(open_ledger, items) == followed
 
 
@@ -249,20 +282,26 @@ def test_a_failure_in_the_rebuilds_second_process_is_raised_and_a_catch_up_finis
 ) -> None:
     items = shuffled(1)
     clock = MonotoneClock()
-    ledger = open_ledger("sqlite:///" + str(tmp_path / "x.sqlite"), clock)
+    url = "sqlite:///" + str(tmp_path / "x.sqlite")
+    ledger = open_ledger(url, clock)
     play(ledger, clock, items)
     projector = Projector(ledger, [*all_projections(), WhoApplied("a"), WhoApplied("b", fail_elsewhere=True)])
     projector.catch_up()
     before = digests(projector.status())
-    with pytest.raises(RebuildFailed, match="Crash: the second process fails at entry 0"):
-        projector.rebuild(workers=2)
-    positions = projector.positions()
-    assert positions["who_b"] == 0 and positions["who_a"] == len(items)  # this process's group is done
+
+    found = rebuild_on_two(url, "fail")
+    assert "Crash: the second process fails at entry 0" in found["error"]
+    positions = found["positions"]
+    assert positions["who_b"] == 0 and positions["who_a"] == len(items)  # that process's own group is done
     assert projector.catch_up() == len(items)  # here, who_b applies: the rest of the work gets done
-    assert digests(projector.status()) == before
+    after = digests(projector.status())
+    del after["who_a"], before["who_a"]  # it holds the pid of the process that rebuilt it
+    assert after == before
 
 
-def test_a_rebuild_refuses_what_it_cannot_do_before_clearing_anything(open_ledger: Callable[..., Ledger]) -> None:
+def test_a_rebuild_refuses_what_it_cannot_do_before_clearing_anything(
+    tmp_path: Path, open_ledger: Callable[..., Ledger]
+) -> None:
     clock = MonotoneClock()
     ledger = open_ledger("memory:", clock)
     play(ledger, clock, shuffled(1)[:50])
@@ -273,6 +312,11 @@ def test_a_rebuild_refuses_what_it_cannot_do_before_clearing_anything(open_ledge
         projector.rebuild(workers=2)
     with pytest.raises(ValueError, match="1 or 2 processes, not 3"):
         projector.rebuild(workers=3)
+    file_ledger = open_ledger(f"sqlite:///{tmp_path / 'x.sqlite'}", clock)
+    other = threading.Thread(target=threading.Event().wait, args=(5,), daemon=True)
+    other.start()  # pytest's workers may run threads of their own: this one is certain
+    with pytest.raises(ValueError, match="only a process running one thread"):
+        Projector(file_ledger).rebuild(workers=2)
     assert digests(projector.status()) == before
     assert not parallel_rebuild(ledger)  # in memory: one process, whatever the size
 

@@ -135,6 +135,24 @@ def row_by_row(table: str, names: list[str], rows: list[list[Any]]) -> bytes | s
         return "refused"
 
 
+def test_text_orjson_refuses_goes_where_canonical_bytes_says() -> None:
+    """A lone surrogate (never in an accepted statement) in a view value or a row."""
+    for value in ("\ud800", {"a": ["x", "\udfff"]}):
+        try:
+            expected = canonical_bytes(value).decode("utf-8")
+        except (JSONRefused, UnicodeError) as error:
+            expected = type(error).__name__
+        try:
+            found = dumps(value)
+        except (JSONRefused, UnicodeError) as error:
+            found = type(error).__name__
+        assert found == expected
+    rows = [["ok", 1], ["\ud800", 2]]
+    with pytest.raises(JSONRefused, match="lone surrogate"):
+        _table_lines("v_x", ["a", "b"], rows)
+    assert row_by_row("v_x", ["a", "b"], rows) == "refused"
+
+
 @given(tables(), st.booleans())
 def test_a_tables_digest_text_is_its_rows_lines(found: tuple[str, list[str], list[list[Any]]],
                                                as_dicts: bool) -> None:  # fmt: skip

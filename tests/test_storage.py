@@ -4,9 +4,11 @@ map the file, and the log's upper Merkle nodes kept in memory once read.
 - eventsourcing 9.5 opens its SQLite connections with ``cached_statements=True``,
   which sqlite3 takes for a cache of one statement; the ledger's connections keep
   ``STATEMENT_CACHE`` and read the file through a memory map.
-- ``LogStore.read_nodes`` keeps nodes of ``UPPER_LEVEL`` and above (perfect subtrees,
-  written once) after reading them: proofs and roots from a store that has them in
+- ``LogStore.read_proof_nodes`` keeps nodes of ``UPPER_LEVEL`` and above (perfect
+  subtrees, written once) after reading them: proofs from a store that has them in
   memory equal those from a fresh store, and only lower nodes are queried again.
+  ``read_nodes`` (roots that are signed, rollback checks, audits) always reads the
+  database: a node changed under a running process is seen there.
 """
 
 from __future__ import annotations
@@ -87,21 +89,43 @@ def test_upper_nodes_read_once_serve_proofs_equal_to_a_fresh_stores(tmp_path: Pa
     fresh = LogStore(store.datastore, dialect="sqlite")  # the same rows, nothing in memory
     for _ in range(60):
         index, old = rng.randrange(size), rng.randrange(1, size)
-        proof = merkle.inclusion_proof(index, size, store.read_nodes)
+        proof = merkle.inclusion_proof(index, size, store.read_proof_nodes)
         assert proof == merkle.inclusion_proof(index, size, fresh.read_nodes)
         merkle.verify_inclusion(merkle.leaf_hash(index.to_bytes(8, "big")), index, size, proof, roots[-1])
-        consistency = merkle.consistency_proof(old, size, store.read_nodes)
+        consistency = merkle.consistency_proof(old, size, store.read_proof_nodes)
         assert consistency == merkle.consistency_proof(old, size, fresh.read_nodes)
         merkle.verify_consistency(old, size, roots[old - 1], roots[-1], consistency)
-        assert merkle.root_at(old, store.read_nodes) == roots[old - 1]
-    upper = {node for node in store._upper}
+    upper = set(store._upper)
     assert upper and all(level >= UPPER_LEVEL for level, _ in upper)
     # Read a second time, the upper nodes come from memory: only lower levels are queried.
     for index in range(0, size, 97):
-        merkle.inclusion_proof(index, size, store.read_nodes)
+        merkle.inclusion_proof(index, size, store.read_proof_nodes)
     queried.clear()
     for index in range(0, size, 97):
-        merkle.inclusion_proof(index, size, store.read_nodes)
+        merkle.inclusion_proof(index, size, store.read_proof_nodes)
     levels = [params[k] for params in queried for k in range(0, len(params), 2)]
     assert levels and max(levels) < UPPER_LEVEL
+    store.datastore.close()
+
+
+def test_what_is_signed_or_checked_reads_the_database_not_the_upper_nodes_in_memory(tmp_path: Path) -> None:
+    """A node of level 10 altered under a running process: proofs it serves keep the node it
+    read (the one the signed checkpoints commit to), but roots — what check_rollback
+    compares with the last signed checkpoint before every signature — see the change."""
+    size = 3 * 1024
+    store, roots = stored_tree(tmp_path / "tree.sqlite", size)
+    proof = merkle.inclusion_proof(5, size, store.read_proof_nodes)
+    assert (UPPER_LEVEL, 2) in store._upper
+    with store.transaction() as cursor:
+        cursor.execute(f"UPDATE {store.t['nodes']} SET hash = ? WHERE level = ? AND idx = 2",
+                       (bytes(32), UPPER_LEVEL))  # fmt: skip
+    assert merkle.root_at(size, store.read_nodes) != roots[-1]  # the alteration is seen
+    assert merkle.inclusion_proof(5, size, store.read_proof_nodes) == proof
+    # The database going back (a restore of an older copy) empties the upper nodes in memory.
+    with store.transaction() as cursor:
+        cursor.execute(f"UPDATE {store.t['tracking']} SET size = ?", (size,))
+    assert store.tracking()[1] == size and store._upper
+    with store.transaction() as cursor:
+        cursor.execute(f"UPDATE {store.t['tracking']} SET size = ?", (1024,))
+    assert store.tracking()[1] == 1024 and not store._upper
     store.datastore.close()
