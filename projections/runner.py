@@ -138,10 +138,8 @@ class Projector:
             workers = 2 if parallel_rebuild(self.ledger) else 1
         if workers not in (1, 2):
             raise ValueError(f"a rebuild runs on 1 or 2 processes, not {workers}")
-        if workers == 2 and self.ledger.backend.kind != "sqlite":
-            raise ValueError("only a SQLite file database is rebuilt on two processes")
-        if workers == 2 and threading.active_count() > 1:
-            raise ValueError("a rebuild on two processes forks, which only a process running one thread may do")
+        if workers == 2 and (refusal := _cannot_fork(self.ledger)):
+            raise ValueError(refusal)
         with self._lock, self.sql(commit=True) as sql, sql.deleting_plainly():
             for projection in chosen:
                 projection.clear(sql)
@@ -223,15 +221,23 @@ class Projector:
 
 
 def parallel_rebuild(ledger: Ledger) -> bool:
-    """Whether a rebuild of ``ledger`` forks a second process: its database is a SQLite
-    file, its log holds at least PARALLEL_FROM entries (below that one process is done
-    before a second would be), and this process runs no other thread — fork copies the
-    calling thread only, so a lock another thread held (in SQLite, in logging …) would
-    stay held in the copy forever."""
-    return (
-        ledger.backend.kind == "sqlite" and threading.active_count() == 1
-        and "fork" in multiprocessing.get_all_start_methods() and ledger.tlog.size >= PARALLEL_FROM
-    )  # fmt: skip
+    """Whether a rebuild of ``ledger`` forks a second process: it can (``_cannot_fork``)
+    and the log holds at least PARALLEL_FROM entries (below that one process is done
+    before a second would be)."""
+    return _cannot_fork(ledger) is None and ledger.tlog.size >= PARALLEL_FROM
+
+
+def _cannot_fork(ledger: Ledger) -> str | None:
+    """Why a rebuild of ``ledger`` cannot fork its second process, or None. Fork copies the
+    calling thread only, so a lock another thread held (in SQLite, in logging …) would stay
+    held in the copy forever."""
+    if ledger.backend.kind != "sqlite":
+        return "only a SQLite file database is rebuilt on two processes"
+    if threading.active_count() > 1:
+        return "a rebuild on two processes forks, which only a process running one thread may do"
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return "a rebuild on two processes forks, which this platform cannot do"
+    return None
 
 
 def _split(projections: Sequence[Projection]) -> list[list[Projection]]:

@@ -248,16 +248,24 @@ def rebuild_on_two(url: str, mode: str = "") -> dict[str, Any]:
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
-def test_a_rebuild_on_two_processes_gives_the_digests_of_one(
-    tmp_path: Path, open_ledger: Callable[..., Ledger]
-) -> None:
-    items = shuffled(3)
+def projected_with_who_applied(tmp_path: Path, open_ledger: Callable[..., Ledger], items: Sequence[Scheduled], *,
+                               fail_elsewhere: bool = False) -> tuple[str, Projector]:  # fmt: skip
+    """A SQLite ledger fed ``items`` and projected, WhoApplied "a" and "b" beside the usual
+    projections (the order REBUILD_ON_TWO builds them in); its URL and projector."""
     clock = MonotoneClock()
     url = "sqlite:///" + str(tmp_path / "x.sqlite")
     ledger = open_ledger(url, clock)
     play(ledger, clock, items)
-    projector = Projector(ledger, [*all_projections(), WhoApplied("a"), WhoApplied("b")])
+    projector = Projector(ledger, [*all_projections(), WhoApplied("a"), WhoApplied("b", fail_elsewhere=fail_elsewhere)])
     projector.catch_up()
+    return url, projector
+
+
+def test_a_rebuild_on_two_processes_gives_the_digests_of_one(
+    tmp_path: Path, open_ledger: Callable[..., Ledger]
+) -> None:
+    items = shuffled(3)
+    url, projector = projected_with_who_applied(tmp_path, open_ledger, items)
     followed = {name: value for name, value in digests(projector.status()).items() if name in NAMES}
 
     found = rebuild_on_two(url)
@@ -281,12 +289,7 @@ def test_a_failure_in_the_rebuilds_second_process_is_raised_and_a_catch_up_finis
     tmp_path: Path, open_ledger: Callable[..., Ledger]
 ) -> None:
     items = shuffled(1)
-    clock = MonotoneClock()
-    url = "sqlite:///" + str(tmp_path / "x.sqlite")
-    ledger = open_ledger(url, clock)
-    play(ledger, clock, items)
-    projector = Projector(ledger, [*all_projections(), WhoApplied("a"), WhoApplied("b", fail_elsewhere=True)])
-    projector.catch_up()
+    url, projector = projected_with_who_applied(tmp_path, open_ledger, items, fail_elsewhere=True)
     before = digests(projector.status())
 
     found = rebuild_on_two(url, "fail")
