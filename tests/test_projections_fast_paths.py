@@ -1,6 +1,6 @@
 """The rebuild's fast paths against their slow, obviously correct references.
 
-- ``projections.entries._builder`` builds a statement's models as pydantic's
+- ``ledger.accepted._builder`` builds a statement's models as pydantic's
   ``model_construct`` does, and as ``Statement.parse`` validates them;
 - ``projections.base._table_lines`` writes a table's digest text as canonical_bytes
   writes each row (orjson's JSON where it applies), for SQLite's rows and
@@ -23,13 +23,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from ledger.accepted import _builder, accepted_statement
 from ledger.application import Ledger
 from ledger.canonical import MAX_SAFE_INTEGER, JSONRefused, canonical_bytes
 from ledger.scenario import kota_metro
 from ledger.statements import BODIES, Statement, StatementModel
 from projections import base
 from projections.base import _plain, _table_lines, dumps
-from projections.entries import _builder, accepted_statement
 from projections.runner import Projector
 
 
