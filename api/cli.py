@@ -16,21 +16,29 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer._click import exceptions as click_exceptions  # typer vendors click (pinned)
-from typer.core import TyperGroup
 from eventsourcing.persistence import PersistenceError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from typer._click import exceptions as click_exceptions  # typer vendors click (pinned)
+from typer.core import TyperGroup
 
 from ledger.audit import audit_ledger
 from ledger.bundle import export_bundle, verify_bundle
 from ledger.canonical import JSONRefused, strict_loads
 from ledger.envelope import b64, complete_statement, key_id, raw_public_key, sign_statement
 from ledger.errors import SaksiError
-from ledger.home import Home, HomeError, init_home, read_private_key, record_genesis, write_private_key
+from ledger.home import (
+    Home,
+    HomeError,
+    init_home,
+    read_private_key,
+    record_genesis,
+    write_private_key,
+)
 from ledger.registry import GenesisRegistrar
 from ledger.scenario import SimulatedClock, derived_key, kota_metro
 from ledger.witness import Witness, witness_vkey
+
 
 class OneLineErrors(TyperGroup):
     """Usage errors too are one line on stderr (exit 2), not a box of help."""
@@ -260,6 +268,9 @@ def verify(
     home: HomeOption = Path(".saksi"),
     database_url: DatabaseOption = None,
     workers: Annotated[int, typer.Option(help="Threads for signature checks (0: inline).")] = 2,
+    processes: Annotated[
+        int | None, typer.Option(help="Worker processes parsing entries (0: inline; default: 2 for a large log).")
+    ] = None,
 ) -> None:
     """Audit the whole ledger database: leaves, tree, checkpoints, signatures and
     mandates (replaying the registry). Exits 0 when all holds, else 1 with the first
@@ -268,12 +279,16 @@ def verify(
     Example: saksi verify --home ./metro
     """
     with errors():
+        if processes is not None and not 0 <= processes <= 8:
+            raise ValueError("--processes must be between 0 and 8")
         loaded, ledger = open_home(home, database_url, audit=True)
-        with progress_bar() as bar:
+        # No refresh thread: the audit forks its parse workers only from a single thread.
+        with progress_bar(auto_refresh=False) as bar:
             task = bar.add_task("verifying", total=max(ledger.tlog.size, 1))
             report = audit_ledger(
                 ledger, log_key=loaded.log_vkey(), checkpoint_file=loaded.checkpoint_file,
-                progress=lambda n: bar.update(task, completed=n), workers=workers,
+                progress=lambda n: bar.update(task, completed=n, refresh=True),
+                workers=workers, processes=processes,
             )  # fmt: skip
         say(
             f"ok: {report.size} entries, root {b64(report.root)}, "

@@ -217,7 +217,7 @@ def measure_all(args: argparse.Namespace, work: Path, results: dict[str, Any]) -
                 peaks[size].append(audit.peak(homes[size]))
     memory = series["audit_memory"] = Series(f"audit peak RSS at {high} vs {low} entries", "cost", high, goal=1.2, unit="KiB")
     for big, little in zip(peaks[high], peaks[low], strict=True):
-        memory.add(big["self_kib"], little["self_kib"])
+        memory.add(report.total_kib(big), report.total_kib(little))
     results["memory"] = {"low": low, "high": high, "peaks": peaks, "source": source}
 
     # ---------------------------------------------------------------- profiles of the misses

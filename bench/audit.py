@@ -8,7 +8,8 @@ what the same log at 1 M entries was earlier), built once through
 ``bench/cache/ledgers/`` keyed by the ledger's source hash.
 
 ``python -m bench.audit peak HOME`` audits HOME and prints, as JSON, its entries,
-seconds and peak RSS (this process's VmHWM, and its largest child process if any);
+seconds and peak RSS (this process's VmHWM, its largest child process's, and their
+total counting every parse worker at the largest one's peak);
 ``python -m bench.audit trace HOME`` prints the top allocation sites alive at the
 end of the audit (tracemalloc).
 """
@@ -154,10 +155,13 @@ def _peak(home: Path) -> None:
     report = audit_ledger(ledger, log_key=loaded.log_vkey(), checkpoint_file=loaded.checkpoint_file, workers=2)
     seconds = time.perf_counter() - started
     ledger.close()
+    own, child = peak_rss_kib(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(json.dumps({
-        "entries": report.size, "seconds": seconds,
-        "self_kib": peak_rss_kib(),
-        "workers_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        "entries": report.size, "seconds": seconds, "self_kib": own, "workers_kib": child,
+        "processes": report.processes,
+        # Every parse worker counted at the largest one's peak, shared pages included: an
+        # upper bound on what the audit holds at once.
+        "total_kib": own + report.processes * child,
     }))  # fmt: skip
 
 

@@ -26,17 +26,21 @@ before any later failure is reported, so the first bad index still wins.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 from eventsourcing.persistence import PersistenceError
 
 from ledger import ed25519, merkle, notes, registry
+from ledger.accepted import accepted_statement
 from ledger.application import RECORD_TOPIC, Ledger, record_uuid
 from ledger.envelope import PAYLOAD_TYPE, Envelope, b64, decode_statement, pae, parse_envelope
 from ledger.errors import AuditFailure, SaksiError
@@ -203,6 +207,7 @@ class AuditReport:
     root: bytes
     checkpoints: int
     cosignatures: int
+    processes: int = 0  # worker processes that parsed the entries
 
 
 class UnreadableRow(Exception):
@@ -254,38 +259,59 @@ def audit_ledger(
     checkpoint_file: Path | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
+    processes: int | None = None,
 ) -> AuditReport:
     """Audit ``ledger``'s database against the log's public key ``log_key`` (note
     vkey). Returns a report when everything holds; raises AuditFailure naming the
-    first bad index otherwise (index None for a fault not tied to one entry)."""
+    first bad index otherwise (index None for a fault not tied to one entry).
+
+    ``workers`` threads check signatures (0: inline); ``processes`` forked processes
+    parse entries (0: inline; None: see ``entry_parser``)."""
+    parser = entry_parser(ledger, processes)  # first: it forks before any thread starts
     checker = SignatureChecker(min(2, os.cpu_count() or 1) if workers is None else workers)
     replay = Replay(ledger.genesis, checker)
     checkpoints = {size: (root, note) for size, root, note in ledger.tlog.store.checkpoints()}
     try:
-        frontier, roots = _check_entries(ledger, replay, checkpoints, progress)
+        frontier, roots = _check_entries(ledger, replay, checkpoints, progress, parser)
         root = frontier.root()
         _check_checkpoints(checkpoints, roots, frontier.size, log_key, checkpoint_file, root)
         cosignatures = _check_cosignatures(ledger, checkpoints, replay)
     finally:
+        parser.close()
         checker.close()
         replay.close()
-    return AuditReport(frontier.size, root, len(checkpoints), cosignatures)
+    return AuditReport(frontier.size, root, len(checkpoints), cosignatures, parser.processes)
 
 
 def _check_entries(
     ledger: Ledger, replay: Replay, checkpoints: dict[int, tuple[bytes, str]],
-    progress: Progress | None,
+    progress: Progress | None, parser: EntryParser,
 ) -> tuple[merkle.CompactRange, dict[int, bytes]]:  # fmt: skip
     """Checks 1–3 over every entry in index order; the folded tree and its roots at
-    the checkpoints' sizes. Raises AuditFailure naming the first bad index."""
-    store = ledger.tlog.store
-    roots: dict[int, bytes] = {}
-    frontier = merkle.CompactRange()
-    nodes = NodeChecker(store)
-    _, tracked_size = store.tracking()
+    the checkpoints' sizes. Raises AuditFailure naming the first bad index.
+
+    The rows are read here, in order; ``parser`` decodes and parses them a chunk at a
+    time (in worker processes, or inline) and their results are checked here in index
+    order, so the first bad index still wins whatever the parser does."""
+    walk = _Walk(ledger, replay, checkpoints, progress)
+    _, tracked_size = ledger.tlog.store.tracking()
+    pending: deque[tuple[list[_Row], Any]] = deque()
+    batch: list[_Row] = []
+
+    def send() -> None:
+        nonlocal batch
+        if batch:
+            pending.append((batch, parser.submit([(i, n[2], s[3]) for i, n, s in batch])))
+            batch = []
+
+    def settle(keep: int) -> None:
+        while len(pending) > keep:
+            rows, job = pending.popleft()
+            for row, parsed in zip(rows, parser.result(job), strict=True):
+                walk.check(*row, parsed)
+
     try:
         entries = _stored_entries(ledger)
-        last_at = ""
         found_records = records(ledger)
         index = -1
         while True:
@@ -293,56 +319,201 @@ def _check_entries(
             try:
                 found = next(found_records, None)
             except UnreadableRow as error:
+                send()
+                settle(0)
                 raise AuditFailure(index, f"the stored event cannot be read: {error}") from None
             if found is None:
                 break
-            notification_id, originator_id, notification = found
             stored = next(entries, None)
-            try:
-                accepted = ledger.mapper.to_domain_event(notification)
-            except Exception as error:  # a stored event that no longer decodes: tampered
-                raise AuditFailure(index, f"the stored event cannot be decoded: {error}") from None
-            envelope = getattr(accepted, "envelope", None)
-            recorded_at = getattr(accepted, "recorded_at", "")
             if stored is None:
-                if index >= tracked_size:  # not integrated yet: check it all the same
-                    replay.entry(index, max(recorded_at, last_at), envelope)
-                    raise AuditFailure(index, "a recorded statement is not yet in the log")
-                raise AuditFailure(index, "the log's entry row is missing")
-            stored_index, stored_notification, record_id, entry_at = stored
-            if stored_index != index:
-                raise AuditFailure(index, f"the entry rows skip from {index} to {stored_index}")
-            if stored_notification != notification_id or record_id != str(originator_id):
-                raise AuditFailure(
-                    index, "the entry does not point at this statement's event: events were "
-                    "deleted, inserted or re-ordered",
-                )  # fmt: skip
-            parsed, statement = parse_entry(index, envelope)
-            if record_uuid(statement.id) != originator_id:
-                raise AuditFailure(index, "the event's originator id does not match its statement id")
-            if entry_at != max(recorded_at, last_at) or (last_at and entry_at < last_at):
-                raise AuditFailure(index, "recorded_at was altered or decreases along the index")
-            last_at = entry_at
-            replay.parsed(index, entry_at, parsed, statement)
-            nodes.add(index, frontier.append(merkle.leaf_hash(entry_leaf_bytes(index, entry_at, parsed))))
-            if frontier.size in checkpoints:
-                roots[frontier.size] = frontier.root()
-            if frontier.size % CHUNK == 0:
-                nodes.check()
-                if progress:
-                    progress(frontier.size)
-        nodes.check()
+                send()
+                settle(0)
+                walk.unlisted(index, found[2], tracked_size)
+            batch.append((index, found, stored))
+            if len(batch) >= PARSE_CHUNK:
+                send()
+                settle(parser.in_flight)
+        send()
+        settle(0)
+        walk.nodes.check()
         extra = next(entries, None)
         if extra is not None:
             raise AuditFailure(extra[0], "the log has an entry whose statement event is gone")
-        if tracked_size != frontier.size:
-            raise AuditFailure(frontier.size, f"the tracking row claims {tracked_size} entries")
+        if tracked_size != walk.frontier.size:
+            raise AuditFailure(walk.frontier.size, f"the tracking row claims {tracked_size} entries")
         replay.finish()
     except AuditFailure as failure:
-        raise replay.check_first_failure(nodes.check_first_failure(failure)) from None
+        raise replay.check_first_failure(walk.nodes.check_first_failure(failure)) from None
     if progress:
-        progress(frontier.size)
-    return frontier, roots
+        progress(walk.frontier.size)
+    return walk.frontier, walk.roots
+
+
+_Row = tuple[int, tuple[int, UUID, Any], tuple[int, int, str, str]]  # index, found record, entry row
+
+# What a parser makes of one entry: ("undecodable", error text), or ("parsed", the
+# event's recorded_at, then either (None, failure text) or (envelope, leaf hash,
+# whether the event's originator id is its statement's record id, the statement or
+# None when it is to be built again from the envelope's payload)).
+Parsed = tuple[Any, ...]
+
+
+def parse_record(mapper: Any, index: int, notification: Any, entry_at: Any) -> Parsed:
+    """Decode a record notification and parse its entry (check 1 but the signature):
+    the per-entry work that needs no other entry, hence can run anywhere."""
+    try:
+        accepted = mapper.to_domain_event(notification)
+    except Exception as error:  # a stored event that no longer decodes: tampered
+        return ("undecodable", str(error))
+    recorded_at = getattr(accepted, "recorded_at", "")
+    try:
+        envelope, statement = parse_entry(index, getattr(accepted, "envelope", None))
+    except AuditFailure as failure:
+        return ("parsed", recorded_at, None, str(failure).removeprefix(f"index {index}: "))
+    originator_ok = record_uuid(statement.id) == notification.originator_id
+    # A tampered entry row may hold anything; _Walk.check refuses it before using the leaf.
+    leaf = merkle.leaf_hash(entry_leaf_bytes(index, entry_at, envelope)) if isinstance(entry_at, str) else b""
+    return ("parsed", recorded_at, envelope, leaf, originator_ok, statement)
+
+
+@dataclass
+class _Walk:
+    """The checks that follow the index: order, ``recorded_at``, the replay, the tree."""
+
+    ledger: Ledger
+    replay: Replay
+    checkpoints: dict[int, tuple[bytes, str]]
+    progress: Progress | None
+    last_at: str = ""
+    roots: dict[int, bytes] = field(default_factory=dict)
+    frontier: merkle.CompactRange = field(default_factory=merkle.CompactRange)
+    nodes: NodeChecker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.nodes = NodeChecker(self.ledger.tlog.store)
+
+    def unlisted(self, index: int, notification: Any, tracked_size: int) -> NoReturn:
+        """A record with no entry row: not integrated yet (checked all the same), or the
+        row is gone. Raises AuditFailure."""
+        parsed = parse_record(self.ledger.mapper, index, notification, None)
+        if parsed[0] == "undecodable":
+            raise AuditFailure(index, f"the stored event cannot be decoded: {parsed[1]}")
+        if index >= tracked_size:  # not integrated yet: check it all the same
+            accepted = self.ledger.mapper.to_domain_event(notification)
+            self.replay.entry(index, max(parsed[1], self.last_at), accepted.envelope)
+            raise AuditFailure(index, "a recorded statement is not yet in the log")
+        raise AuditFailure(index, "the log's entry row is missing")
+
+    def check(self, index: int, found: tuple[int, UUID, Any], stored: tuple[int, int, str, str], parsed: Parsed) -> None:
+        notification_id, originator_id, _ = found
+        if parsed[0] == "undecodable":
+            raise AuditFailure(index, f"the stored event cannot be decoded: {parsed[1]}")
+        stored_index, stored_notification, record_id, entry_at = stored
+        if stored_index != index:
+            raise AuditFailure(index, f"the entry rows skip from {index} to {stored_index}")
+        if stored_notification != notification_id or record_id != str(originator_id):
+            raise AuditFailure(
+                index, "the entry does not point at this statement's event: events were "
+                "deleted, inserted or re-ordered",
+            )  # fmt: skip
+        _, recorded_at, envelope, *rest = parsed
+        if envelope is None:
+            raise AuditFailure(index, rest[0])
+        leaf, originator_ok, statement = rest
+        if not originator_ok:
+            raise AuditFailure(index, "the event's originator id does not match its statement id")
+        if entry_at != max(recorded_at, self.last_at) or (self.last_at and entry_at < self.last_at):
+            raise AuditFailure(index, "recorded_at was altered or decreases along the index")
+        self.last_at = entry_at
+        # From a worker process the statement comes back as its validated payload (a
+        # pickled pydantic model costs more than building it again).
+        self.replay.parsed(index, entry_at, envelope, statement or accepted_statement(envelope.payload))
+        self.nodes.add(index, self.frontier.append(leaf))
+        if self.frontier.size in self.checkpoints:
+            self.roots[self.frontier.size] = self.frontier.root()
+        if self.frontier.size % CHUNK == 0:
+            self.nodes.check()
+            if self.progress:
+                self.progress(self.frontier.size)
+
+
+# ---------------------------------------------------------------- parsing, inline or in worker processes
+
+PARSE_CHUNK = 500  # entries per parse job
+PARALLEL_FROM = 5000  # below this many entries a worker process costs more than it saves
+
+_mapper: Any = None  # the auditing process's mapper, inherited by its forked parse workers
+
+
+def _parse_in_worker(rows: list[tuple[int, Any, Any]]) -> list[Parsed]:
+    parsed = [parse_record(_mapper, index, notification, entry_at) for index, notification, entry_at in rows]
+    return [p[:-1] + (None,) if p[0] == "parsed" and p[2] is not None else p for p in parsed]
+
+
+class EntryParser:
+    """Parses chunks of entries inline: ``submit`` does the work, ``result`` returns it."""
+
+    in_flight = 0  # jobs the caller may leave unsettled
+    processes = 0
+
+    def __init__(self, mapper: Any) -> None:
+        self.mapper = mapper
+
+    def submit(self, rows: list[tuple[int, Any, Any]]) -> Any:
+        return [parse_record(self.mapper, index, notification, entry_at) for index, notification, entry_at in rows]
+
+    def result(self, job: Any) -> list[Parsed]:
+        return job  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessParser(EntryParser):
+    """Parses chunks of entries in ``processes`` forked worker processes, a few jobs
+    ahead of the caller: decoding, canonical form, validation and the leaf hash are
+    most of an audit's work, and need no other entry. The workers inherit the mapper
+    and touch no database; the auditing process keeps the order-bound checks."""
+
+    def __init__(self, mapper: Any, processes: int) -> None:
+        global _mapper
+        super().__init__(mapper)
+        _mapper = mapper
+        self.processes = processes
+        self.in_flight = 2 * processes
+        self.pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
+        self.pool.submit(int).result()  # fork every worker now, while this process runs one thread
+
+    def submit(self, rows: list[tuple[int, Any, Any]]) -> Any:
+        return self.pool.submit(_parse_in_worker, rows)
+
+    def result(self, job: Any) -> list[Parsed]:
+        return job.result()  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+def cannot_fork(ledger: Ledger) -> str | None:
+    """Why the audit of ``ledger`` cannot parse in forked worker processes, or None. Fork
+    copies the calling thread only, so a lock another thread held (a connection pool's,
+    logging's …) would stay held in the copy forever."""
+    if threading.active_count() > 1:
+        return "the audit forks its parse workers, which only a process running one thread may do"
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return "the audit forks its parse workers, which this platform cannot do"
+    return None
+
+
+def entry_parser(ledger: Ledger, processes: int | None) -> EntryParser:
+    """Worker processes (``processes``; None: two when the log is large, the machine has
+    two cores and the process can fork) or inline."""
+    if processes is None:
+        enough = ledger.tlog.size >= PARALLEL_FROM and (os.cpu_count() or 1) >= 2
+        processes = 2 if enough and cannot_fork(ledger) is None else 0
+    elif processes > 0 and (refusal := cannot_fork(ledger)):
+        raise ValueError(refusal)
+    return ProcessParser(ledger.mapper, processes) if processes > 0 else EntryParser(ledger.mapper)
 
 
 class NodeChecker:

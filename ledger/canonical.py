@@ -9,8 +9,10 @@ invalid UTF-8 and nesting deeper than ``MAX_DEPTH``.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+import orjson
 import rfc8785
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -130,3 +132,44 @@ def _check_text(text: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise JSONRefused("a string holds a lone surrogate") from None
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# Outside strings: a float (a digit then ".", "e" or "E") or an integer of 16 digits or
+# more (2^53 - 1 has 16): the strict parser decides.
+_NUMBER_TO_CHECK = re.compile(rb"[0-9][.eE]|[0-9]{16}")
+
+
+def loads_canonical(payload: bytes) -> tuple[Any, bool]:
+    """``payload``'s value, parsed strictly, and whether ``payload`` is exactly that
+    value's RFC 8785 form. Raises JSONRefused as ``strict_loads`` does.
+
+    The fast path proves both at once for an ASCII payload: orjson parses it, writes
+    it back with sorted keys and no spaces, and the bytes come out the same. For ASCII
+    text that form is RFC 8785's (keys sort alike by byte, code point and UTF-16 unit;
+    orjson escapes every ASCII character as JCS does, which the tests check one by one),
+    and equal bytes also rule out duplicate keys, whitespace and any other spelling.
+    What orjson's round trip cannot see (floats, integers beyond ±(2^53-1), nesting
+    deeper than MAX_DEPTH) is looked for in the text outside strings; where it may be,
+    or the bytes differ, ``strict_loads`` and ``canonical_bytes`` decide, as always.
+    """
+    if payload.isascii():
+        try:
+            value = orjson.loads(payload)
+            same = orjson.dumps(value, option=orjson.OPT_SORT_KEYS) == payload
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+            same = False
+        if same:
+            rest = _STRING.sub(b"", payload)
+            if not _NUMBER_TO_CHECK.search(rest) and rest.count(b"[") + rest.count(b"{") <= MAX_DEPTH:
+                return value, True
+    value = strict_loads(payload)
+    # An ASCII payload is walked once. If its value holds only ASCII text, its keys sort
+    # alike by code point and by UTF-16 unit, so json.dumps writes the RFC 8785 form; if
+    # it holds other text (from \u escapes), json.dumps writes that raw and the comparison
+    # fails, as the RFC 8785 form (raw, never escaped) would.
+    if payload.isascii():
+        canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    else:
+        canonical = canonical_bytes(value)
+    return value, canonical == payload

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ledger import ed25519
-from ledger.canonical import JSONRefused, canonical_bytes, strict_loads
+from ledger.canonical import JSONRefused, canonical_bytes, loads_canonical, strict_loads
 from ledger.errors import BadSignature, EnvelopeTooLarge, MalformedEnvelope, NotCanonical
 from ledger.statements import Statement, check_size, format_time
 
@@ -170,23 +170,14 @@ def parse_envelope(data: bytes | str | dict[str, Any]) -> Envelope:
 def decode_statement(envelope: Envelope) -> Statement:
     """The envelope's statement, after checking its payload is canonical JSON.
 
-    Raises NotCanonical, MalformedStatement or MalformedBody.
-
-    An ASCII payload is walked once. If its value holds only ASCII text, its keys sort
-    alike by code point and by UTF-16 unit, so ``json.dumps`` writes the RFC 8785 form;
-    if it holds other text (from ``\\u`` escapes), ``json.dumps`` writes that raw and the
-    comparison fails, as the RFC 8785 form (raw, never escaped) would. Either way the
-    verdict is RFC 8785's, without ``canonical_bytes`` checking the value a second time.
+    Raises NotCanonical, MalformedStatement or MalformedBody. (``loads_canonical``
+    says how the canonical form is checked without writing it with rfc8785.)
     """
     try:
-        value = strict_loads(envelope.payload)
-        if envelope.payload.isascii():
-            canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-        else:
-            canonical = canonical_bytes(value)
+        value, canonical = loads_canonical(envelope.payload)
     except JSONRefused as error:
         raise NotCanonical(f"payload: {error}") from None
-    if canonical != envelope.payload:
+    if not canonical:
         raise NotCanonical("payload is not in RFC 8785 canonical form")
     return Statement.parse(value, payload=envelope.payload, digest=envelope.digest)
 

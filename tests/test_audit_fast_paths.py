@@ -7,6 +7,10 @@ time) finds what the inline audit finds, at the same index, with the same messag
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +20,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import ledger.audit as ledger_audit
 from ledger.audit import (
     NodeChecker,
     audit_ledger,
     entry_leaf_bytes,
+    entry_parser,
     parse_entry,
 )
 from ledger.canonical import JSONRefused, strict_loads
@@ -186,10 +192,69 @@ TAMPERS: dict[str, tuple[Any, int | None]] = {
 }
 
 
+AUDIT_IN_PROCESSES = """
+import json, os, sys, threading
+from pathlib import Path
+import ledger.audit
+from ledger.audit import audit_ledger
+from ledger.errors import AuditFailure
+from ledger.home import Home
+
+ledger.audit.PARSE_CHUNK = 16  # many jobs in flight, results settled out of their workers' order
+loaded = Home.load(Path(sys.argv[1]))
+opened = loaded.open(audit=True)
+found = {"threads": threading.active_count()}
+try:
+    report = audit_ledger(opened, log_key=loaded.log_vkey(), checkpoint_file=loaded.checkpoint_file,
+                          workers=2, processes=int(sys.argv[2]))
+    found["outcome"] = [None, "ok"]
+except AuditFailure as failure:
+    found["outcome"] = [failure.index, str(failure)]
+found["children"] = os.times().children_user + os.times().children_system
+opened.close()
+print(json.dumps(found))
+"""
+
+
+def audit_in_processes(path: Path, processes: int = 2) -> dict[str, Any]:
+    """``audit_ledger(processes=…)`` in a process of its own: it forks its parse workers,
+    which a process running other threads (pytest's workers do) may not."""
+    done = subprocess.run([sys.executable, "-c", AUDIT_IN_PROCESSES, str(path), str(processes)], capture_output=True,
+                          text=True, timeout=300, check=True, cwd=Path(__file__).parent.parent)  # fmt: skip
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
 @pytest.mark.parametrize("tamper", list(TAMPERS), ids=list(TAMPERS))
-def test_two_workers_report_what_the_inline_audit_does(home: Path, tamper: str) -> None:  # noqa: F811
+def test_workers_and_processes_report_what_the_inline_audit_does(home: Path, tamper: str) -> None:  # noqa: F811
     change, expected = TAMPERS[tamper]
     change(home)
     inline = audit_outcome(home, 0)
     assert inline[0] == expected, inline
-    assert audit_outcome(home, 2) == inline
+    assert audit_outcome(home, 2) == inline  # signatures on threads
+    in_processes = audit_in_processes(home)  # entries parsed by two forked processes as well
+    assert tuple(in_processes["outcome"]) == inline
+    assert in_processes["children"] > 0  # the parsing really happened elsewhere
+
+
+def test_the_parse_workers_do_the_parsing(home: Path) -> None:  # noqa: F811
+    inline = audit_in_processes(home, processes=0)
+    forked = audit_in_processes(home, processes=2)
+    assert inline["outcome"] == forked["outcome"] == [None, "ok"]
+    assert inline["children"] == 0 and forked["children"] > 0
+
+
+def test_the_audit_refuses_to_fork_beside_other_threads(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setattr(ledger_audit, "PARALLEL_FROM", 0)  # the log is large enough: only the thread decides
+    loaded = Home.load(home)
+    ledger = loaded.open(audit=True)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with pytest.raises(ValueError, match="one thread"):
+            audit_ledger(ledger, log_key=loaded.log_vkey(), processes=2)
+        assert entry_parser(ledger, None).in_flight == 0  # the automatic choice parses inline
+    finally:
+        stop.set()
+        other.join()
+        ledger.close()
