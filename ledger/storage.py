@@ -27,11 +27,12 @@ from eventsourcing.sqlite import SQLiteDatastore
 
 _memory_counter = itertools.count()
 # Stored nodes are perfect subtrees, written once: for the proofs a process serves
-# (read_proof_nodes), those of this level and above (subtrees of 1,024 leaves or more: 2 per
-# 1,024 leaves, some 200 bytes each) stay in memory once read. Every proof of a big tree passes
-# through them: at 1 M leaves half of an inclusion proof's 20 nodes are theirs, so its cost no
-# longer grows with the tree above that. What is signed or checked is always read afresh.
-UPPER_LEVEL = 10
+# (read_proof_nodes), those of this level and above (subtrees of 256 leaves or more: 2 per 256
+# leaves, some 200 bytes each: 1.6 MB at 1 M leaves, 8 MB at the national 5 M) stay in memory
+# once read. Every proof of a big tree passes through them: at 1 M leaves 12 of an inclusion
+# proof's 20 nodes are theirs, so a proof reads 8 nodes from the database at any size above
+# 256 leaves. What is signed or checked is always read afresh.
+UPPER_LEVEL = 8
 STATEMENT_CACHE = 256  # prepared statements each SQLite connection keeps
 
 

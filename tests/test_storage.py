@@ -108,10 +108,10 @@ def test_upper_nodes_read_once_serve_proofs_equal_to_a_fresh_stores(tmp_path: Pa
 
 
 def test_what_is_signed_or_checked_reads_the_database_not_the_upper_nodes_in_memory(tmp_path: Path) -> None:
-    """A node of level 10 altered under a running process: proofs it serves keep the node it
-    read (the one the signed checkpoints commit to), but roots — what check_rollback
+    """A node of UPPER_LEVEL altered under a running process: proofs it serves keep the node
+    it read (the one the signed checkpoints commit to), but roots — what check_rollback
     compares with the last signed checkpoint before every signature — see the change."""
-    size = 3 * 1024
+    size = 3 * 2**UPPER_LEVEL  # the root's right child is the perfect node (UPPER_LEVEL, 2)
     store, roots = stored_tree(tmp_path / "tree.sqlite", size)
     proof = merkle.inclusion_proof(5, size, store.read_proof_nodes)
     assert (UPPER_LEVEL, 2) in store._upper
@@ -125,6 +125,6 @@ def test_what_is_signed_or_checked_reads_the_database_not_the_upper_nodes_in_mem
         cursor.execute(f"UPDATE {store.t['tracking']} SET size = ?", (size,))
     assert store.tracking()[1] == size and store._upper
     with store.transaction() as cursor:
-        cursor.execute(f"UPDATE {store.t['tracking']} SET size = ?", (1024,))
-    assert store.tracking()[1] == 1024 and not store._upper
+        cursor.execute(f"UPDATE {store.t['tracking']} SET size = ?", (size // 3,))
+    assert store.tracking()[1] == size // 3 and not store._upper
     store.datastore.close()
