@@ -267,7 +267,7 @@ def submit(
 def verify(
     home: HomeOption = Path(".saksi"),
     database_url: DatabaseOption = None,
-    workers: Annotated[int, typer.Option(help="Threads for signature checks (0: inline).")] = 2,
+    workers: Annotated[int, typer.Option(help="Threads for signature checks when no worker process runs (0: inline, always).")] = 2,
     processes: Annotated[
         int | None, typer.Option(help="Worker processes parsing entries (0: inline; default: 2 for a large log).")
     ] = None,

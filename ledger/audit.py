@@ -31,7 +31,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -66,11 +66,16 @@ def _verify_batch(batch: list[tuple[int, bytes, bytes, bytes]]) -> int | None:
 
 
 class SignatureChecker:
-    """Verifies Ed25519 signatures in batches on ``workers`` threads (0: inline).
-    Verification releases the GIL, so the threads use every core."""
+    """Verifies Ed25519 signatures in batches on ``workers`` threads (0: inline), or in
+    the worker processes of ``processes`` when given. Verification releases the GIL,
+    so the threads use every core; in worker processes it also leaves the auditing
+    process's one thread to the replay."""
 
-    def __init__(self, workers: int) -> None:
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="audit-verify") if workers > 0 else None
+    def __init__(self, workers: int, processes: Executor | None = None) -> None:
+        self.own_pool = processes is None and workers > 0
+        self.pool: Executor | None = processes
+        if self.own_pool:
+            self.pool = ThreadPoolExecutor(workers, thread_name_prefix="audit-verify")
         self.batch: list[tuple[int, bytes, bytes, bytes]] = []
         self.pending: list[Future[int | None]] = []
         self.failed: int | None = None
@@ -104,7 +109,7 @@ class SignatureChecker:
         return self.failed
 
     def close(self) -> None:
-        if self.pool is not None:
+        if self.own_pool and self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
 
 
@@ -265,10 +270,12 @@ def audit_ledger(
     vkey). Returns a report when everything holds; raises AuditFailure naming the
     first bad index otherwise (index None for a fault not tied to one entry).
 
-    ``workers`` threads check signatures (0: inline); ``processes`` forked processes
-    parse entries (0: inline; None: see ``entry_parser``)."""
+    ``processes`` forked processes parse entries (0: inline; None: see ``entry_parser``)
+    and check signatures; without them ``workers`` threads check signatures (0: inline,
+    always)."""
     parser = entry_parser(ledger, processes)  # first: it forks before any thread starts
-    checker = SignatureChecker(min(2, os.cpu_count() or 1) if workers is None else workers)
+    checker = SignatureChecker(min(2, os.cpu_count() or 1) if workers is None else workers,
+                               getattr(parser, "pool", None) if workers != 0 else None)  # fmt: skip
     replay = Replay(ledger.genesis, checker)
     checkpoints = {size: (root, note) for size, root, note in ledger.tlog.store.checkpoints()}
     try:

@@ -158,6 +158,16 @@ def flip_payload(path: Path, index: int) -> None:
         c.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (bytes(state), rowid))
 
 
+def forge_signature(path: Path, index: int) -> None:
+    """Another valid-looking signature on the same payload: only the signature check fails."""
+    with db(path) as c:
+        rowid = rowid_of(path, index)
+        state = bytearray(c.execute("SELECT state FROM stored_events WHERE rowid = ?", (rowid,)).fetchone()[0])
+        position = state.index(b'"sig":"') + 7 + 10
+        state[position] = ord("A") if state[position] != ord("A") else ord("B")
+        c.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (bytes(state), rowid))
+
+
 def garble(path: Path, index: int) -> None:
     with db(path) as c:
         c.execute("UPDATE stored_events SET state = X'00FF' || state WHERE rowid = ?", (rowid_of(path, index),))
@@ -184,6 +194,9 @@ TAMPERS: dict[str, tuple[Any, int | None]] = {
     "untouched": (lambda p: None, None),
     "payload-300": (lambda p: flip_payload(p, 300), 300),
     "garbled-120": (lambda p: garble(p, 120), 120),
+    "signature-250": (lambda p: forge_signature(p, 250), 250),
+    "signature-then-leaf": (lambda p: (forge_signature(p, 60), zero_node(p, 0, 61)), 60),
+    "leaf-then-signature": (lambda p: (zero_node(p, 0, 59), forge_signature(p, 60)), 59),
     "leaf-77": (lambda p: zero_node(p, 0, 77), 77),
     "node-then-payload": (lambda p: (zero_node(p, 3, 40), flip_payload(p, 330)), 40 * 8 + 7),
     "payload-then-node": (lambda p: (flip_payload(p, 200), zero_node(p, 3, 40)), 200),
@@ -230,6 +243,8 @@ def test_workers_and_processes_report_what_the_inline_audit_does(home: Path, tam
     change(home)
     inline = audit_outcome(home, 0)
     assert inline[0] == expected, inline
+    if tamper.startswith("signature"):
+        assert "bad-signature" in inline[1]
     assert audit_outcome(home, 2) == inline  # signatures on threads
     in_processes = audit_in_processes(home)  # entries parsed by two forked processes as well
     assert tuple(in_processes["outcome"]) == inline
