@@ -21,18 +21,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ledger.audit as ledger_audit
+from ledger import merkle
 from ledger.audit import (
     NodeChecker,
     audit_ledger,
     entry_leaf_bytes,
     entry_parser,
     parse_entry,
+    records,
 )
 from ledger.canonical import JSONRefused, strict_loads
 from ledger.envelope import Envelope, decode_statement, parse_envelope, sign_statement
 from ledger.errors import AuditFailure, NotCanonical, SaksiError
 from ledger.home import Home
 from ledger.log import leaf_bytes
+from ledger.merkle import leaf_hash
 from ledger.statements import Statement
 from tests.test_tamper import db, home, rowid_of, template  # noqa: F401 - the demo ledger and its fixtures
 
@@ -159,13 +162,24 @@ def flip_payload(path: Path, index: int) -> None:
 
 
 def forge_signature(path: Path, index: int) -> None:
-    """Another valid-looking signature on the same payload: only the signature check fails."""
+    """Another signature on the same payload, the stored Merkle nodes recomputed to match
+    (as a tamperer with the database would): only the signature check can see it."""
     with db(path) as c:
         rowid = rowid_of(path, index)
         state = bytearray(c.execute("SELECT state FROM stored_events WHERE rowid = ?", (rowid,)).fetchone()[0])
         position = state.index(b'"sig":"') + 7 + 10
         state[position] = ord("A") if state[position] != ord("A") else ord("B")
         c.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (bytes(state), rowid))
+    loaded = Home.load(path)
+    ledger = loaded.open(audit=True)
+    frontier, nodes = merkle.CompactRange(), []
+    for at, (_, _, notification) in enumerate(records(ledger)):
+        envelope = parse_envelope(ledger.mapper.to_domain_event(notification).envelope)
+        recorded_at = ledger.tlog.store.entries(at, at + 1)[0][3]
+        nodes += [(value, *node) for node, value in frontier.append(leaf_hash(entry_leaf_bytes(at, recorded_at, envelope)))]
+    ledger.close()
+    with db(path) as c:
+        c.executemany("UPDATE saksi_nodes SET hash = ? WHERE level = ? AND idx = ?", nodes)
 
 
 def garble(path: Path, index: int) -> None:
@@ -196,7 +210,7 @@ TAMPERS: dict[str, tuple[Any, int | None]] = {
     "garbled-120": (lambda p: garble(p, 120), 120),
     "signature-250": (lambda p: forge_signature(p, 250), 250),
     "signature-then-leaf": (lambda p: (forge_signature(p, 60), zero_node(p, 0, 61)), 60),
-    "leaf-then-signature": (lambda p: (zero_node(p, 0, 59), forge_signature(p, 60)), 59),
+    "leaf-then-signature": (lambda p: (forge_signature(p, 60), zero_node(p, 0, 59)), 59),
     "leaf-77": (lambda p: zero_node(p, 0, 77), 77),
     "node-then-payload": (lambda p: (zero_node(p, 3, 40), flip_payload(p, 330)), 40 * 8 + 7),
     "payload-then-node": (lambda p: (flip_payload(p, 200), zero_node(p, 3, 40)), 200),
@@ -211,7 +225,9 @@ from pathlib import Path
 import ledger.audit
 from ledger.audit import audit_ledger
 from ledger.errors import AuditFailure
+from ledger import merkle
 from ledger.home import Home
+from ledger.merkle import leaf_hash
 
 ledger.audit.PARSE_CHUNK = 16  # many jobs in flight, results settled out of their workers' order
 loaded = Home.load(Path(sys.argv[1]))
