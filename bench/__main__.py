@@ -248,8 +248,11 @@ def measure_profiles(args: argparse.Namespace, used: corpus.Corpus, series: dict
                                     lambda: rebuild.rebuild_target(home)))  # fmt: skip
     if "audit" in missed:
         with step("profiling the audit"):
-            profiles.append(profile(f"audit_ledger(workers=2) of {n} entries, main process only "
-                                    "(what saksi verify runs)", lambda: audit.audit_target(home)))  # fmt: skip
+            profiles.append(profile(f"audit_ledger of {n} entries as saksi verify runs it, the auditing process "
+                                    "only (its worker processes parse entries and check signatures)",
+                                    lambda: audit.audit_target(home)))  # fmt: skip
+            profiles.append(profile(f"audit_ledger(processes=0, workers=0) of {n} entries: all of the audit's "
+                                    "work in one process and one thread", lambda: audit.audit_target(home, processes=0)))  # fmt: skip
     if "audit_memory" in missed:
         high = results["memory"]["high"]
         with step("tracing the audit's allocations"):

@@ -71,12 +71,15 @@ def floor(home: Path, corpus: Corpus) -> dict[str, float]:
     return {"parse": parse, "verify": time.perf_counter() - started, "entries": entries}
 
 
-def audit_target(home: Path) -> None:
-    """What the profile runs: ``audit_ledger`` as ``saksi verify`` calls it (two workers)."""
+def audit_target(home: Path, *, processes: int | None = None) -> None:
+    """What the profiles run: ``audit_ledger`` as ``saksi verify`` calls it (the profile
+    then sees the auditing process only), or with ``processes=0`` all of its work in one
+    process and one thread."""
     loaded = Home.load(home)
     ledger = loaded.open(audit=True)
     try:
-        audit_ledger(ledger, log_key=loaded.log_vkey(), checkpoint_file=loaded.checkpoint_file, workers=2)
+        audit_ledger(ledger, log_key=loaded.log_vkey(), checkpoint_file=loaded.checkpoint_file,
+                     workers=2 if processes is None else 0, processes=processes)  # fmt: skip
     finally:
         ledger.close()
 

@@ -222,7 +222,8 @@ def render(results: dict[str, Any]) -> str:
     out += [
         "## 4. Audit",
         "",
-        "`saksi verify --home HOME` (a new process, two signature workers, as a user runs it; "
+        "`saksi verify --home HOME` (a new process with two forked worker processes that parse entries and "
+        "check signatures, as a user runs it; "
         "interpreter start-up included) on each run's full ledger, against raw Ed25519 "
         "verification of the same signatures with `cryptography`, one core, in the benchmark process.",
         "",
