@@ -281,7 +281,7 @@ def render(results: dict[str, Any]) -> str:
         f"`LogStore` (nodes built with `merkle.CompactRange`, nothing signed). Per run and size, "
         f"{pr['count']:,} inclusion proofs of random leaves and {pr['count']:,} consistency proofs "
         f"from a random older size, through `merkle.inclusion_proof` / `consistency_proof` with "
-        f"`LogStore.read_proof_nodes` (what the API's proof routes call: nodes of level 10 and up stay in memory once read); proofs are checked afterwards, "
+        f"`LogStore.read_proof_nodes` (what the API's proof routes call: nodes of level 8 and up stay in memory once read); proofs are checked afterwards, "
         f"untimed. Cost per proof, median (min–max) over the runs:",
         "",
         "| leaves | inclusion | consistency |",
