@@ -54,6 +54,10 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _int(text: str) -> int:
+    # JSON writes no leading zeros, so more than 16 digits is beyond 2^53-1; and int()
+    # itself refuses (ValueError) texts longer than sys.get_int_max_str_digits().
+    if len(text) > 17 or len(text.lstrip("-")) > 16:
+        raise JSONRefused(f"integer {text[:24]}… is outside ±(2^53-1)")
     value = int(text)
     if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
         raise JSONRefused(f"integer {text[:24]} is outside ±(2^53-1)")

@@ -341,6 +341,19 @@ def _(world: World) -> tuple[bytes, int, str]:
     return good[:-1] + b',"x":18446744073709551617}', 422, "malformed-envelope"
 
 
+@attack("integer-of-5000-digits-in-payload")
+def _(world: World) -> tuple[bytes, int, str]:
+    # Beyond Python's int() limit (4300 digits): refused as JSON, never a ValueError.
+    payload = canonical_bytes(dispatch_statement()).replace(b'"booth":2', b'"booth":' + b"7" * 5000)
+    return body_of(envelope(payload, KPU.key)), 422, "not-canonical"
+
+
+@attack("integer-of-5000-digits-in-envelope")
+def _(world: World) -> tuple[bytes, int, str]:
+    good = body_of(envelope(dispatch_statement(), KPU.key))
+    return good[:-1] + b',"x":-' + b"7" * 5000 + b"}", 422, "malformed-envelope"
+
+
 @attack("float-in-payload")
 def _(world: World) -> tuple[bytes, int, str]:
     payload = canonical_bytes(dispatch_statement()).replace(b'"booth":2', b'"booth":2.5')
@@ -422,7 +435,7 @@ def _(world: World) -> tuple[bytes, int, str]:
 # Attacks whose bytes are not a JSON envelope object at all: inside a batch they make
 # the whole batch malformed rather than one item; the size limit is per request.
 NOT_AN_ITEM = {"duplicate-keys-in-envelope", "integer-beyond-2^53-in-envelope", "deep-nesting-in-envelope",
-               "invalid-utf8-in-envelope", "oversized-body"}  # fmt: skip
+               "integer-of-5000-digits-in-envelope", "invalid-utf8-in-envelope", "oversized-body"}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))

@@ -107,3 +107,26 @@ def test_every_ascii_character_escaped_as_jcs_and_judged_alike(code: int) -> Non
 )  # fmt: skip
 def test_edges_judged_as_the_definition(payload: bytes) -> None:
     assert fast_verdict(payload) == slow_verdict(payload)
+
+
+@pytest.mark.parametrize("digits", [17, 4300, 4301, 100_000])
+@pytest.mark.parametrize("sign", ["", "-"])
+def test_integers_of_any_length_are_refused_as_json(digits: int, sign: str) -> None:
+    # int() raises ValueError past sys.get_int_max_str_digits() (4300): never let it out.
+    payload = b'{"n":' + sign.encode() + b"9" * digits + b"}"
+    for parse in (strict_loads, loads_canonical):
+        with pytest.raises(JSONRefused, match="outside"):
+            parse(payload)
+
+
+def test_the_fast_path_decides_canonical_ascii_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fast path is taken (strict_loads never runs) for canonical ASCII payloads
+    # (numbers of 16 digits and more go the slow way: they may pass 2^53-1).
+    import ledger.canonical as module
+
+    def refuse(data: object) -> object:
+        raise AssertionError("strict_loads ran")
+
+    monkeypatch.setattr(module, "strict_loads", refuse)
+    value = {"a": [1, -900719925474099, True, None, "x\u0001\"y"], "b": {"c": ""}}
+    assert loads_canonical(rfc8785.dumps(value)) == (value, True)
