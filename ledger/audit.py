@@ -31,6 +31,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,19 +275,18 @@ def audit_ledger(
     and check signatures; without them ``workers`` threads check signatures (0: inline,
     always)."""
     parser = entry_parser(ledger, processes)  # first: it forks before any thread starts
-    checker = SignatureChecker(min(2, os.cpu_count() or 1) if workers is None else workers,
-                               getattr(parser, "pool", None) if workers != 0 else None)  # fmt: skip
-    replay = Replay(ledger.genesis, checker)
-    checkpoints = {size: (root, note) for size, root, note in ledger.tlog.store.checkpoints()}
-    try:
+    with ExitStack() as stack:  # whatever fails from here on, the workers are shut down
+        stack.callback(parser.close)
+        checker = SignatureChecker(min(2, os.cpu_count() or 1) if workers is None else workers,
+                                   getattr(parser, "pool", None) if workers != 0 else None)  # fmt: skip
+        stack.callback(checker.close)
+        replay = Replay(ledger.genesis, checker)
+        stack.callback(replay.close)
+        checkpoints = {size: (root, note) for size, root, note in ledger.tlog.store.checkpoints()}
         frontier, roots = _check_entries(ledger, replay, checkpoints, progress, parser)
         root = frontier.root()
         _check_checkpoints(checkpoints, roots, frontier.size, log_key, checkpoint_file, root)
         cosignatures = _check_cosignatures(ledger, checkpoints, replay)
-    finally:
-        parser.close()
-        checker.close()
-        replay.close()
     return AuditReport(frontier.size, root, len(checkpoints), cosignatures, parser.processes)
 
 
@@ -375,11 +375,15 @@ def parse_record(mapper: Any, index: int, notification: Any, entry_at: Any) -> P
     recorded_at = getattr(accepted, "recorded_at", "")
     try:
         envelope, statement = parse_entry(index, getattr(accepted, "envelope", None))
+        originator_ok = record_uuid(statement.id) == notification.originator_id
+        # A tampered entry row may hold anything; _Walk.check refuses it before using the leaf.
+        leaf = merkle.leaf_hash(entry_leaf_bytes(index, entry_at, envelope)) if isinstance(entry_at, str) else b""
     except AuditFailure as failure:
         return ("parsed", recorded_at, None, str(failure).removeprefix(f"index {index}: "))
-    originator_ok = record_uuid(statement.id) == notification.originator_id
-    # A tampered entry row may hold anything; _Walk.check refuses it before using the leaf.
-    leaf = merkle.leaf_hash(entry_leaf_bytes(index, entry_at, envelope)) if isinstance(entry_at, str) else b""
+    except Exception as error:  # whatever a tampered event holds, it fails this entry alone, in order
+        return ("parsed", recorded_at, None, f"the entry cannot be parsed: {type(error).__name__}: {error}")
+    if not isinstance(recorded_at, str):
+        return ("parsed", "", None, "the stored event's recorded_at is not text")
     return ("parsed", recorded_at, envelope, leaf, originator_ok, statement)
 
 
@@ -406,8 +410,10 @@ class _Walk:
         if parsed[0] == "undecodable":
             raise AuditFailure(index, f"the stored event cannot be decoded: {parsed[1]}")
         if index >= tracked_size:  # not integrated yet: check it all the same
-            accepted = self.ledger.mapper.to_domain_event(notification)
-            self.replay.entry(index, max(parsed[1], self.last_at), accepted.envelope)
+            _, recorded_at, envelope, *rest = parsed
+            if envelope is None:
+                raise AuditFailure(index, rest[0])
+            self.replay.parsed(index, max(recorded_at, self.last_at), envelope, rest[2])
             raise AuditFailure(index, "a recorded statement is not yet in the log")
         raise AuditFailure(index, "the log's entry row is missing")
 
@@ -489,7 +495,10 @@ class ProcessParser(EntryParser):
         self.processes = processes
         self.in_flight = 2 * processes
         self.pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
-        self.pool.submit(int).result()  # fork every worker now, while this process runs one thread
+        # Fork every worker now, while this process runs one thread: with a fork context the
+        # pool launches all its workers before it starts its manager thread (CPython
+        # gh-90622, in every 3.11 release), and never forks on demand afterwards.
+        self.pool.submit(int).result()
 
     def submit(self, rows: list[tuple[int, Any, Any]]) -> Any:
         return self.pool.submit(_parse_in_worker, rows)
@@ -498,7 +507,9 @@ class ProcessParser(EntryParser):
         return job.result()  # type: ignore[no-any-return]
 
     def close(self) -> None:
+        global _mapper
         self.pool.shutdown(cancel_futures=True)
+        _mapper = None
 
 
 def cannot_fork(ledger: Ledger) -> str | None:

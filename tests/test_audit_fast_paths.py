@@ -7,6 +7,7 @@ time) finds what the inline audit finds, at the same index, with the same messag
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -192,6 +193,43 @@ def zero_node(path: Path, level: int, index: int) -> None:
         c.execute("UPDATE saksi_nodes SET hash = zeroblob(32) WHERE level = ? AND idx = ?", (level, index))
 
 
+def edit_state(path: Path, index: int, change: Any) -> None:
+    """Rewrite the stored event of entry ``index`` as ``change`` leaves its decoded state
+    (a tamperer who writes well-formed JSON)."""
+    with db(path) as c:
+        rowid = rowid_of(path, index)
+        state = json.loads(c.execute("SELECT state FROM stored_events WHERE rowid = ?", (rowid,)).fetchone()[0])
+        change(state)
+        c.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (json.dumps(state).encode(), rowid))
+
+
+def huge_integer_in_payload(state: dict[str, Any]) -> None:
+    """A payload holding an integer of 5000 digits, past what int() parses (4300)."""
+    payload = base64.b64decode(state["envelope"]["payload"])
+    state["envelope"]["payload"] = base64.b64encode(b'{"a":' + b"7" * 5000 + b"," + payload[1:]).decode()
+
+
+def huge_integer_in_state(path: Path, index: int) -> None:
+    with db(path) as c:
+        c.execute("UPDATE stored_events SET state = CAST('{\"x\":' || ? || ',' AS BLOB) || substr(state, 2) "
+                  "WHERE rowid = ?", ("7" * 5000, rowid_of(path, index)))  # fmt: skip
+
+
+def last_entry_not_integrated(path: Path, change: Any) -> int:
+    """The last entry's row gone and the tracking row one short, as if the statement were
+    recorded but not yet integrated, and its stored event changed by ``change``."""
+    with db(path) as c:
+        last, notification = c.execute("SELECT idx, notification_id FROM saksi_entries ORDER BY idx DESC").fetchone()
+        c.execute("DELETE FROM saksi_entries WHERE idx = ?", (last,))
+        previous = c.execute("SELECT notification_id FROM saksi_entries WHERE idx = ?", (last - 1,)).fetchone()[0]
+        c.execute("UPDATE saksi_tracking SET size = ?, notification_id = ?", (last, previous))
+    with db(path) as c:
+        state = json.loads(c.execute("SELECT state FROM stored_events WHERE rowid = ?", (notification,)).fetchone()[0])
+        change(state)
+        c.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (json.dumps(state).encode(), notification))
+    return int(last)
+
+
 def audit_outcome(path: Path, workers: int) -> tuple[int | None, str]:
     loaded = Home.load(path)
     ledger = loaded.open(audit=True)
@@ -216,6 +254,15 @@ TAMPERS: dict[str, tuple[Any, int | None]] = {
     "payload-then-node": (lambda p: (flip_payload(p, 200), zero_node(p, 3, 40)), 200),
     "garbled-then-leaf": (lambda p: (garble(p, 90), zero_node(p, 0, 91)), 90),
     "leaf-then-garbled": (lambda p: (zero_node(p, 0, 89), garble(p, 90)), 89),
+    # Well-formed JSON that is not what the event class wrote: each fails its entry, in order.
+    "no-envelope-150": (lambda p: edit_state(p, 150, lambda s: s.pop("envelope")), 150),
+    "recorded-at-a-number-150": (lambda p: edit_state(p, 150, lambda s: s.update(recorded_at=5)), 150),
+    "huge-integer-in-payload-170": (lambda p: edit_state(p, 170, huge_integer_in_payload), 170),
+    "huge-integer-in-state-180": (lambda p: huge_integer_in_state(p, 180), 180),
+    "garbled-then-huge-integer": (lambda p: (edit_state(p, 170, huge_integer_in_payload), garble(p, 160)), 160),
+    # A record the log has not integrated yet is checked all the same, envelope or not.
+    "not-integrated-no-envelope": (lambda p: last_entry_not_integrated(p, lambda s: s.pop("envelope")), "last"),
+    "not-integrated": (lambda p: last_entry_not_integrated(p, lambda s: None), "last"),
 }
 
 
@@ -256,8 +303,10 @@ def audit_in_processes(path: Path, processes: int = 2) -> dict[str, Any]:
 @pytest.mark.parametrize("tamper", list(TAMPERS), ids=list(TAMPERS))
 def test_workers_and_processes_report_what_the_inline_audit_does(home: Path, tamper: str) -> None:  # noqa: F811
     change, expected = TAMPERS[tamper]
-    change(home)
+    last = change(home)
     inline = audit_outcome(home, 0)
+    if expected == "last":
+        expected = last
     assert inline[0] == expected, inline
     if tamper.startswith("signature"):
         assert "bad-signature" in inline[1]
@@ -276,6 +325,7 @@ def test_the_parse_workers_do_the_parsing(home: Path) -> None:  # noqa: F811
 
 def test_the_audit_refuses_to_fork_beside_other_threads(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     monkeypatch.setattr(ledger_audit, "PARALLEL_FROM", 0)  # the log is large enough: only the thread decides
+    monkeypatch.setattr(ledger_audit.os, "cpu_count", lambda: 2)  # and the machine has the cores
     loaded = Home.load(home)
     ledger = loaded.open(audit=True)
     stop = threading.Event()
@@ -289,3 +339,25 @@ def test_the_audit_refuses_to_fork_beside_other_threads(home: Path, monkeypatch:
         stop.set()
         other.join()
         ledger.close()
+
+
+def test_the_parse_workers_are_shut_down_when_the_audit_cannot_start(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    closed: list[str] = []
+
+    class Parser(ledger_audit.EntryParser):
+        def close(self) -> None:
+            closed.append("parser")
+
+    def no_registry(*_: Any) -> None:
+        raise OSError("no room for the registry")
+
+    monkeypatch.setattr(ledger_audit, "entry_parser", lambda ledger, processes: Parser(ledger.mapper))
+    monkeypatch.setattr(ledger_audit, "Replay", no_registry)
+    loaded = Home.load(home)
+    ledger = loaded.open(audit=True)
+    try:
+        with pytest.raises(OSError, match="no room"):
+            audit_ledger(ledger, log_key=loaded.log_vkey(), workers=0)
+    finally:
+        ledger.close()
+    assert closed == ["parser"]
