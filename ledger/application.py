@@ -29,6 +29,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from ledger import custody, notes, registry
+from ledger.collector import collector_paused
 from ledger.commitments import Commitment, Pledge, handle_commitment, handle_pledge
 from ledger.custody import Consignment
 from ledger.envelope import (
@@ -325,7 +326,7 @@ class Ledger(Application):
                     raise
                 results[position] = refusal
         verified = self._preverify(parsed)
-        with self._writer():
+        with self._writer(), collector_paused():
             self._fresh_cache()
             self.tlog.integrate()  # whatever a crashed writer left behind comes first
             accepted = self._accept_all(parsed, verified, results, strict=strict)

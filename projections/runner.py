@@ -8,7 +8,6 @@ catches up whenever something is recorded.
 from __future__ import annotations
 
 import fcntl
-import gc
 import logging
 import multiprocessing
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 from eventsourcing.persistence import PersistenceError
 
 from ledger.application import RECORD_TOPIC, Ledger
+from ledger.collector import collector_paused
 from ledger.storage import SQLiteConnectionPool, schema_lock
 from projections.actors import ActorsProjection, TrailProjection
 from projections.base import Projection, Sql
@@ -145,7 +145,7 @@ class Projector:
                 projection.clear(sql)
                 sql.run(f"UPDATE {TRACKING} SET position = 0 WHERE name = ?", (projection.name,))
         groups = _split(chosen) if workers > 1 and len(chosen) > 1 else [chosen]
-        with _collector_paused():
+        with collector_paused():
             helper = _Helper.start(self.ledger, groups[1]) if len(groups) > 1 else None
             mine = groups[0] if helper is not None else chosen
             try:
@@ -314,22 +314,6 @@ def _rebuild_in_helper(database_url: str, origin: str, genesis: Sequence[Any], e
     except BaseException as error:  # whatever it is, the parent must hear of it
         send.send(f"{type(error).__name__}: {error}")
         raise
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """CPython's cycle collector off for a while (as it was before, after). A rebuild
-    makes and drops hundreds of thousands of containers — statements, models, rows —
-    that reference counting frees, none in a cycle; the collector's passes over those
-    alive at the time were a fifth of the rebuild's time. Process-wide: garbage in cycles
-    that other threads make meanwhile waits until the rebuild is done."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def query(projector: Projector, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
