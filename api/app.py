@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         try:
             yield
         finally:
-            opened.stop.set()
+            opened.halt()
             if runtime is None:
                 opened.close()
 

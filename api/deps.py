@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ class Runtime:
     log_vkey: str
     stop: threading.Event = field(default_factory=threading.Event)
     follower: threading.Thread | None = None
+    follower_process: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -38,16 +41,38 @@ class Runtime:
         return cls(settings, home, ledger, projector, home.log_vkey())
 
     def start(self) -> None:
+        """Start the projection follower: a process of its own (``projections.follower``,
+        on another core than the write path) or, with ``follower="thread"``, a thread."""
+        if self.settings.follower == "process":
+            url = self.settings.database_url
+            self.follower_process = subprocess.Popen(
+                [sys.executable, "-m", "projections.follower", "--home", str(self.home.path),
+                 "--interval", str(self.settings.follow_interval), *(["--database-url", url] if url else [])],
+                stdin=subprocess.PIPE,  # closed by halt(), or by the system when this process ends
+            )  # fmt: skip
+            return
         self.follower = threading.Thread(
             target=self.projector.follow, args=(self.stop,),
             kwargs={"interval": self.settings.follow_interval}, daemon=True, name="projections",
         )  # fmt: skip
         self.follower.start()
 
-    def close(self) -> None:
+    def halt(self) -> None:
+        """Stop the follower, thread or process."""
         self.stop.set()
         if self.follower is not None:
             self.follower.join(timeout=5)
+        if self.follower_process is not None:
+            assert self.follower_process.stdin is not None
+            self.follower_process.stdin.close()
+            try:
+                self.follower_process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.follower_process.kill()
+                self.follower_process.wait()
+
+    def close(self) -> None:
+        self.halt()
         self.ledger.close()
 
     def read(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

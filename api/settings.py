@@ -18,3 +18,10 @@ class Settings:
     max_batch_items: int = 1000
     max_page: int = 1000
     follow_interval: float = 0.25
+    # The projection follower: "process" (python -m projections.follower, beside the
+    # server, on another core) or "thread" (inside the server process).
+    follower: str = field(default_factory=lambda: os.environ.get("SAKSI_FOLLOWER", "process"))
+
+    def __post_init__(self) -> None:
+        if self.follower not in ("process", "thread"):
+            raise ValueError(f"SAKSI_FOLLOWER must be process or thread, not {self.follower!r}")

@@ -166,7 +166,8 @@ def render(results: dict[str, Any]) -> str:
         f"saves one `Record.Accepted` event (eventsourcing, SQLite, a file of its own) before "
         f"answering. A copy of the home taken before those {single:,} takes the same "
         f"statements through `Ledger.submit` in-process. The server's projection follower runs "
-        f"as it does in production; the client shares the machine's two cores with the server.",
+        f"as it does in production (a process of its own beside the server, `projections.follower`); "
+        f"the client, the server and the follower share the machine's two cores.",
         "",
         "Baseline (same run): raw eventsourcing saves of one equivalent event per statement "
         "(`Record.Accepted` with the envelope, 100 aggregates per `Application.save`, SQLite, a "

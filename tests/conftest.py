@@ -27,6 +27,12 @@ from ledger.errors import InvariantBroken, Refusal
 from ledger.log import Receipt
 from ledger.scenario import Population, Signer, SimulatedClock, registration
 
+# Apps built in-process (TestClient) follow the log on a thread: hundreds of them start
+# in a run, and a follower process each would cost a second of CPU apiece. Servers run as
+# users run them (`saksi serve` with no SAKSI_* settings) start the follower process;
+# tests/test_follower.py and tests/test_scale_out.py check that one.
+os.environ.setdefault("SAKSI_FOLLOWER", "thread")
+
 ORIGIN = "saksi.test/log"
 START = datetime(2024, 9, 1, 1, tzinfo=UTC)
 

@@ -6,6 +6,7 @@ and the full audit is clean."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -127,6 +128,7 @@ def test_four_workers_eight_clients_five_thousand_statements(postgres_url: str, 
     server = subprocess.Popen(
         [str(saksi), "serve", "--home", str(home.path), "--port", str(port), "--workers", "4"],
         stdout=log, stderr=subprocess.STDOUT, text=True,
+        env={k: v for k, v in os.environ.items() if k != "SAKSI_FOLLOWER"},  # a follower process per worker
     )  # fmt: skip
     try:
         _wait_for(base, server)
