@@ -15,7 +15,6 @@ keeps it as the reference) did (the same ``RegistryView``,
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 import tempfile
@@ -25,13 +24,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ledger.registry import Actor, actor_uuid
 
 CACHED_ACTORS = 4096
 PAGE_CACHE_KIB = 4096
 
 _SCHEMA = """
-CREATE TABLE actors (id TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE actors (id TEXT PRIMARY KEY, state BLOB NOT NULL);
 CREATE TABLE keys (keyid TEXT PRIMARY KEY, actor TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE offices (role TEXT NOT NULL, jurisdiction TEXT NOT NULL, holder TEXT NOT NULL,
                       mandate TEXT NOT NULL, UNIQUE (role, jurisdiction, holder, mandate));
@@ -54,17 +55,17 @@ _PUT_ENTRY = "INSERT OR REPLACE INTO entries (digest, log_index) VALUES (?, ?)"
 _NOT_STORED = ("_id", "_pending_events", "_created_on", "_modified_on")
 
 
-def _encode(actor: Actor) -> str:
+def _encode(actor: Actor) -> bytes:
     """An actor's state as compact JSON (its id is the row's key)."""
     state = {k: v for k, v in vars(actor).items() if k not in _NOT_STORED}
     state["_created_on"] = actor.created_on.isoformat()
     state["_modified_on"] = actor.modified_on.isoformat()
-    return json.dumps(state, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(state)  # what json.dumps writes, compact, UTF-8, several times faster
 
 
-def _decode(actor_id: str, data: str) -> Actor:
+def _decode(actor_id: str, data: bytes) -> Actor:
     """The ``Actor`` whose state ``_encode`` wrote: the same attributes, no pending events."""
-    state: dict[str, Any] = json.loads(data)
+    state: dict[str, Any] = orjson.loads(data)
     state["_id"] = actor_uuid(actor_id)
     state["_created_on"] = datetime.fromisoformat(state["_created_on"])
     state["_modified_on"] = datetime.fromisoformat(state["_modified_on"])
