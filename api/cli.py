@@ -548,6 +548,8 @@ def serve(
 
     import uvicorn
 
+    from api.settings import Settings
+
     with errors():
         if demo_mode:
             home = home if home != Path(".saksi") else Path(".saksi-demo")
@@ -556,6 +558,7 @@ def serve(
         if database_url:
             os.environ["SAKSI_DATABASE_URL"] = database_url
         Home.load(home, database_url=database_url)  # fail early, in one line, on a bad home
+        Settings()  # and on bad SAKSI_* settings (SAKSI_FOLLOWER …)
         err.print(f"Saksi serving {home} on http://{host}:{port} (docs: /docs)")
         uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
                     log_level="warning", timeout_graceful_shutdown=5,

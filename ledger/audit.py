@@ -31,8 +31,8 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -495,6 +495,13 @@ class ProcessParser(EntryParser):
         self.processes = processes
         self.in_flight = 2 * processes
         self.pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
         # Fork every worker now, while this process runs one thread: with a fork context the
         # pool launches all its workers before it starts its manager thread (CPython
         # gh-90622, in every 3.11 release), and never forks on demand afterwards.

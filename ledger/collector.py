@@ -1,6 +1,6 @@
 """CPython's cycle collector, paused while a bulk step runs.
 
-The write path, the rebuild and the audit make and drop hundreds of thousands of
+The write path and the rebuild make and drop hundreds of thousands of
 containers (statements, aggregates, events, rows) that reference counting frees;
 few are in cycles. Each time enough of them are alive at once the collector walks
 every tracked object in the process, the ledger's aggregate cache included: with

@@ -126,7 +126,7 @@ def test_the_language_is_kept_in_a_cookie(web: TestClient) -> None:
 
 @pytest.mark.parametrize("path", [
     "/custody/no-such-consignment", "/tps/18.72.01.1001.999", "/tps/18.72", "/statement/99999",
-    "/statement/abc", "/actors/nobody", "/readiness/99", "/readiness/not-a-code", "/receipts/99999.tlog-proof",
+    "/statement/abc", "/statement/%C2%B2", "/receipts/%C2%B2.tlog-proof", "/actors/nobody", "/readiness/99", "/readiness/not-a-code", "/receipts/99999.tlog-proof",
 ])  # fmt: skip
 def test_unknown_ids_get_a_friendly_404_page(web: TestClient, path: str) -> None:
     response = get(web, path)
@@ -256,6 +256,7 @@ def test_search_finds_consignments_tps_actors_regions_and_entries(web: TestClien
     assert "Metro Kibang" in metro and 'href="/readiness/18.07.10"' not in metro  # no TPS there: no link
     assert 'href="/statement/42"' in get(web, "/search", q="42").text
     assert "Tidak ditemukan apa pun" in get(web, "/search", q="zzzz-nothing").text
+    assert get(web, "/search", q="\u00b2").status_code == 200  # a digit to str.isdigit, not to int()
 
 
 # ---------------------------------------------------------------- in a real browser

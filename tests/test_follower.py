@@ -16,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from api.cli import app
 from api.settings import Settings
 from tests.test_cli import DEMO_SIZE, _free_port, home, signed_dispatch  # noqa: F401
 
@@ -34,12 +36,12 @@ def followers_of(pid: int) -> list[int]:
     return found
 
 
-def alive(pid: int) -> bool:
+def state_of(pid: int) -> str | None:
+    """The process's state letter (``Z``: exited, not yet reaped), None when it is gone."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
-        return False
-    return state != "Z"
+        return None
 
 
 def eventually(check: object, *, within: float = 20.0) -> None:
@@ -49,15 +51,29 @@ def eventually(check: object, *, within: float = 20.0) -> None:
         time.sleep(0.1)
 
 
+PLANTED = """
+import pathlib
+pathlib.Path(__file__).with_name("planted-code-ran").touch()
+raise SystemExit("planted")
+"""
+
+
 @pytest.fixture
-def served(home: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:  # noqa: F811
-    """``saksi serve`` as a user runs it (no SAKSI_* settings: the follower default)."""
+def served(home: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, int]]:  # noqa: F811
+    """``saksi serve`` as a user runs it (no SAKSI_* settings: the follower default),
+    the database named by URL, from a working directory holding a module named like
+    one the follower imports; the server, its URL and its follower's pid."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAKSI_")}
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    (workdir / "argparse.py").write_text(PLANTED)
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
     process = subprocess.Popen([str(Path(sys.executable).parent / "saksi"), "serve", "--home", str(home),
-                                "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+                                "--database-url", f"sqlite:///{home / 'saksi.sqlite'}", "--port", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+    seen: list[int] = []
     try:
         def ready() -> bool:
             assert process.poll() is None, (tmp_path / "server.log").read_text()
@@ -66,11 +82,15 @@ def served(home: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes]
             return False
 
         eventually(ready, within=30)
-        yield process, url
+        eventually(lambda: len(followers_of(process.pid)) == 1)
+        seen += followers_of(process.pid)
+        yield process, url, seen[0]
+        assert not (workdir / "planted-code-ran").exists(), "the follower imported from the working directory"
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        for pid in [process.pid, *seen, *followers_of(process.pid)]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
         log.close()
 
 
@@ -79,29 +99,41 @@ def projected(home: Path) -> int:
         return int(db.execute("SELECT MIN(position) FROM saksi_projections").fetchone()[0])
 
 
-def test_the_follower_process_projects_what_the_server_records(served: tuple[subprocess.Popen[bytes], str],
-                                                               home: Path) -> None:  # noqa: F811
-    server, url = served
-    eventually(lambda: len(followers_of(server.pid)) == 1)
-    (follower,) = followers_of(server.pid)
-    assert projected(home) == DEMO_SIZE
+def submit_one(url: str) -> None:
     response = httpx.post(url + "/v1/statements", content=signed_dispatch().canonical(),
                           headers={"content-type": "application/json"})  # fmt: skip
     assert response.status_code == 201, response.text
+
+
+def test_the_follower_process_projects_what_the_server_records(served: tuple[subprocess.Popen[bytes], str, int],
+                                                               home: Path) -> None:  # noqa: F811
+    server, url, follower = served
+    command = Path(f"/proc/{follower}/cmdline").read_bytes()
+    assert b"projections.follower" in command and b"sqlite:" not in command  # the URL is not on show
+    assert projected(home) == DEMO_SIZE
+    submit_one(url)
     # No reader asks (a query would catch up by itself): the follower alone moves on.
     eventually(lambda: projected(home) == DEMO_SIZE + 1)
+    started = time.monotonic()
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=20)
-    eventually(lambda: not alive(follower))
+    assert time.monotonic() - started < 8, "the follower did not stop at the end of its input"
+    assert state_of(follower) is None, "the server neither stopped nor reaped its follower"
 
 
-def test_the_follower_ends_when_its_server_is_killed(served: tuple[subprocess.Popen[bytes], str]) -> None:
-    server, _ = served
-    eventually(lambda: len(followers_of(server.pid)) == 1)
-    (follower,) = followers_of(server.pid)
+def test_the_follower_ends_when_its_server_is_killed(served: tuple[subprocess.Popen[bytes], str, int]) -> None:
+    server, _, follower = served
     server.kill()  # no shutdown code runs: the follower sees its input end
     server.wait()
-    eventually(lambda: not alive(follower))
+    eventually(lambda: state_of(follower) in (None, "Z"))
+
+
+def test_a_dead_follower_is_started_again(served: tuple[subprocess.Popen[bytes], str, int], home: Path) -> None:  # noqa: F811
+    server, url, follower = served
+    os.kill(follower, signal.SIGKILL)
+    eventually(lambda: followers_of(server.pid) not in ([], [follower]))
+    submit_one(url)
+    eventually(lambda: projected(home) == DEMO_SIZE + 1)
 
 
 def test_an_unknown_follower_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,3 +142,11 @@ def test_an_unknown_follower_setting_is_refused(monkeypatch: pytest.MonkeyPatch)
         Settings()
     monkeypatch.setenv("SAKSI_FOLLOWER", "thread")
     assert Settings().follower == "thread"
+
+
+def test_serve_refuses_an_unknown_follower_setting_in_one_line(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setenv("SAKSI_FOLLOWER", "fiber")
+    result = CliRunner().invoke(app, ["serve", "--home", str(home), "--port", str(_free_port())])
+    assert result.exit_code == 1
+    assert "SAKSI_FOLLOWER must be process or thread" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output

@@ -106,7 +106,7 @@ def _cached_activity(runtime: Runtime) -> list[tuple[str, int]]:
 
 
 def _valid_index(text: str) -> int | None:
-    return int(text) if text.isdigit() and len(text) < 19 else None
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None  # not "²"
 
 
 # ---------------------------------------------------------------- home
