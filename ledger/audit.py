@@ -495,17 +495,14 @@ class ProcessParser(EntryParser):
         self.processes = processes
         self.in_flight = 2 * processes
         self.pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-
-    def _start(self) -> None:
         # Fork every worker now, while this process runs one thread: with a fork context the
         # pool launches all its workers before it starts its manager thread (CPython
         # gh-90622, in every 3.11 release), and never forks on demand afterwards.
-        self.pool.submit(int).result()
+        try:
+            self.pool.submit(int).result()
+        except BaseException:
+            self.close()
+            raise
 
     def submit(self, rows: list[tuple[int, Any, Any]]) -> Any:
         return self.pool.submit(_parse_in_worker, rows)

@@ -23,8 +23,6 @@ from types import FrameType
 from ledger.home import Home
 from projections.runner import Projector
 
-log = logging.getLogger("saksi.projections")
-
 
 def _stop_at_end_of_input(stop: threading.Event) -> None:
     try:
@@ -37,7 +35,6 @@ def _stop_at_end_of_input(stop: threading.Event) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m projections.follower", description=__doc__)
     parser.add_argument("--home", type=Path, required=True, help="the ledger home")
-    parser.add_argument("--database-url", help="the database (default: the home's)")
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between looks at the log")
     args = parser.parse_args(argv)
     stop = threading.Event()
@@ -48,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     threading.Thread(target=_stop_at_end_of_input, args=(stop,), daemon=True, name="parent-watch").start()
-    ledger = Home.load(args.home, database_url=args.database_url).open(audit=True)
+    ledger = Home.load(args.home).open(audit=True)  # SAKSI_DATABASE_URL, or the home's
     try:
         Projector(ledger).follow(stop, interval=args.interval)
     finally:
