@@ -40,9 +40,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         try:
             yield
         finally:
-            opened.halt()
             if runtime is None:
-                opened.close()
+                opened.close()  # the follower, then the ledger
+            else:
+                opened.halt()  # the follower; the caller's ledger stays open
 
     app = FastAPI(title="Saksi", version="1.0", description=DESCRIPTION, lifespan=lifespan)
     app.add_exception_handler(SaksiError, problems.saksi_error_handler)

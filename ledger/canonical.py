@@ -54,12 +54,9 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _int(text: str) -> int:
-    # JSON writes no leading zeros, so more than 16 digits is beyond 2^53-1; and int()
-    # itself refuses (ValueError) texts longer than sys.get_int_max_str_digits().
-    if len(text) > 17 or len(text.lstrip("-")) > 16:
-        raise JSONRefused(f"integer {text[:24]}… is outside ±(2^53-1)")
-    value = int(text)
-    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+    # More than 16 digits (JSON writes no leading zeros) is beyond 2^53-1: refused before
+    # int(), which raises ValueError past sys.get_int_max_str_digits() (4300).
+    if len(text.lstrip("-")) > 16 or not -MAX_SAFE_INTEGER <= (value := int(text)) <= MAX_SAFE_INTEGER:
         raise JSONRefused(f"integer {text[:24]} is outside ±(2^53-1)")
     return value
 

@@ -219,14 +219,11 @@ def last_entry_not_integrated(path: Path, change: Any) -> int:
     """The last entry's row gone and the tracking row one short, as if the statement were
     recorded but not yet integrated, and its stored event changed by ``change``."""
     with db(path) as c:
-        last, notification = c.execute("SELECT idx, notification_id FROM saksi_entries ORDER BY idx DESC").fetchone()
-        c.execute("DELETE FROM saksi_entries WHERE idx = ?", (last,))
-        previous = c.execute("SELECT notification_id FROM saksi_entries WHERE idx = ?", (last - 1,)).fetchone()[0]
-        c.execute("UPDATE saksi_tracking SET size = ?, notification_id = ?", (last, previous))
+        last = c.execute("SELECT MAX(idx) FROM saksi_entries").fetchone()[0]
+    edit_state(path, last, change)
     with db(path) as c:
-        state = json.loads(c.execute("SELECT state FROM stored_events WHERE rowid = ?", (notification,)).fetchone()[0])
-        change(state)
-        c.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (json.dumps(state).encode(), notification))
+        c.execute("DELETE FROM saksi_entries WHERE idx = ?", (last,))
+        c.execute("UPDATE saksi_tracking SET size = ?, notification_id = ?", (last, rowid_of(path, last - 1)))
     return int(last)
 
 
