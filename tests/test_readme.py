@@ -34,20 +34,41 @@ def test_using_it_runs_as_written(tmp_path: Path) -> None:
     assert len([line for line in result.stdout.splitlines() if " sha256:" in line]) == 6
 
 
-def test_walkthrough_runs_against_the_demo_server(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([str(BIN / "saksi"), "serve", "--demo", "--port", str(port)], cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself holds the listening socket on ``port`` (another
+    test's server may have taken the port between our choosing it and binding it)."""
     try:
+        ours = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(f"socket:[{fields[9]}]" in ours for fields in (line.split() for line in table)
+               if fields[1].endswith(f":{port:04X}") and fields[3] == "0A")  # 0A: LISTEN
+
+
+def demo_server(cwd: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``saksi serve --demo`` in ``cwd`` on a free port, answering; tried on another
+    port when the chosen one was taken meanwhile (the server then exits)."""
+    for _ in range(3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = subprocess.Popen([str(BIN / "saksi"), "serve", "--demo", "--port", str(port)], cwd=cwd,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/v1/log/key", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        while server.poll() is None and time.monotonic() < deadline:
+            if listens(server.pid, port):
+                httpx.get(f"http://127.0.0.1:{port}/v1/log/key", timeout=10).raise_for_status()
+                return server, port
+            time.sleep(0.5)
+        server.kill()
+        server.wait()
+    raise AssertionError("saksi serve --demo did not come up on any of three ports")
+
+
+def test_walkthrough_runs_against_the_demo_server(tmp_path: Path) -> None:
+    server, port = demo_server(tmp_path)
+    try:
         script = block("## Walkthrough", "```sh walkthrough").replace("127.0.0.1:8000", f"127.0.0.1:{port}")
         result = run(script, tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
