@@ -15,7 +15,8 @@ like the ratio benchmarks' corpora) goes, on a fresh SQLite ledger home, through
 4. the size of the database on disk (the SQLite file and its WAL).
 
 Writes ``bench/totals-<scale>.json`` (which ``python -m bench`` copies into
-RESULTS.md) and prints the figures. ``--keep`` leaves the ledger home in place;
+RESULTS.md) after every step, so a run cut short still leaves the steps it finished
+(``"complete": false`` until the last one), and prints the figures. ``--keep`` leaves the ledger home in place;
 ``--limit N`` (a smoke run, only the first N statements) needs ``--out``.
 """
 
@@ -27,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,20 +43,25 @@ from bench.report import totals_markdown
 MEMORY_LOW = 100_000
 
 
-def ingest(client: httpx.Client, used: corpus.Corpus, batch: int) -> dict[str, float]:
+def ingest(client: httpx.Client, used: corpus.Corpus, batch: int,
+           checkpoint: Callable[[int, float], None]) -> dict[str, float]:
     """Every statement of ``used`` through ``POST /v1/statements/batch``; the wall time of
-    the whole ingest and the time spent waiting for responses."""
+    the whole ingest and the time spent waiting for responses. ``checkpoint`` hears how
+    many were in after how many seconds, at every progress report."""
     started = time.perf_counter()
 
     def progress(done: int) -> None:
-        say(f"ingested {done:,} of {used.size:,} ({done / (time.perf_counter() - started):,.0f}/s)")
+        seconds = time.perf_counter() - started
+        say(f"ingested {done:,} of {used.size:,} ({done / seconds:,.0f}/s)")
+        checkpoint(done, seconds)
 
     waited = post_batches(client, used, 0, used.size, batch, progress=progress)
     return {"seconds": time.perf_counter() - started, "waiting": waited}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     results: dict[str, Any] = {
+        "complete": False,
         "command": "python -m bench.totals " + " ".join(sys.argv[1:]),
         "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "load_before": load_average(),
@@ -64,6 +71,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "batch": args.batch,
         "limit": args.limit,
     }
+
+    def save() -> None:
+        results["load_after"] = load_average()
+        temporary = out.with_name(out.name + ".tmp")
+        temporary.write_text(json.dumps(results, indent=1) + "\n")
+        temporary.replace(out)
+
     with step("loading the corpus"):
         used = corpus.load(args.scale, cache=args.cache, limit=args.limit)
     results["corpus"] = {**used.meta, "statements": used.size, "path": used.path.name,
@@ -77,14 +91,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with step(f"ingest of {used.size:,} statements over HTTP"), \
                 Server(home, keys, work / "server.log") as server, \
                 httpx.Client(base_url=server.url, timeout=3600) as client:  # fmt: skip
-            results["ingest"] = ingest(client, used, args.batch)
+
+            def checkpoint(done: int, seconds: float) -> None:
+                results["ingest_so_far"] = {"statements": done, "seconds": seconds}
+                save()
+
+            results["ingest"] = ingest(client, used, args.batch, checkpoint)
+            results.pop("ingest_so_far", None)
         results["database_bytes"] = database_bytes(home)
+        save()
         with step("rebuilding every projection from zero"):
             seconds, processes = rebuild.rebuild(home)
             results["rebuild"] = {"seconds": seconds, "processes": processes}
         results["database_bytes_with_projections"] = database_bytes(home)
+        save()
         with step("auditing the whole log in a new process"):
             results["audit"] = audit.peak(home)
+        save()
         if used.size >= 2 * MEMORY_LOW:
             with step(f"auditing the first {MEMORY_LOW:,} statements, for the peak-memory ratio"):
                 small = audit.fixture(used, MEMORY_LOW, cache=args.cache)
@@ -97,7 +120,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     path.unlink(missing_ok=True)
-    results["load_after"] = load_average()
+    results["complete"] = True
+    save()
     return results
 
 
@@ -114,9 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.limit and args.out is None:
         parser.error("--limit makes a smoke run: give --out, so it cannot replace a real run's totals")
-    results = run(args)
     out = args.out or ROOT / "bench" / f"totals-{corpus.scale_label(args.scale)}.json"
-    out.write_text(json.dumps(results, indent=1) + "\n")
+    results = run(args, out)
     print("\n".join(totals_markdown(results)))
     return 0
 
