@@ -380,61 +380,74 @@ def _totals(results: dict[str, Any]) -> list[str]:
         f"| database on disk (events, log, projections; SQLite + WAL) | {_bytes(size)} |",
         "",
     ]
-    big = _big_run()
-    if big is not None:
-        scale = big["scale"]
-        title = "The national run" if scale >= 1 else f"The largest run (scale {scale:g})"
-        lines += [f"### {title}: `python -m bench.totals --scale {scale:g}`", "", *totals_markdown(big), ""]
-    if n < NATIONAL_STATEMENTS * 0.8 and (big is None or big["scale"] < 1):
-        lines += [
-            "**The national run (scale 1.0, ≈ 5 M statements) was not run on this machine.** A linear "
-            f"extrapolation of this run's medians (×{per:,.0f}; not a measurement — the registry, "
-            "the SQLite indexes and the aggregate cache all grow with the log, so expect worse): "
-            f"ingest ≈ {_duration(batch_only)} in batches, rebuild ≈ {_duration(rebuild * per)}, "
-            f"audit ≈ {_duration(verify * per)}, database ≈ {_bytes(size * per)}. "
-            "The command is `python -m bench.totals --scale 1`.",
-            "",
-        ]
+    lines += big_runs_markdown(
+        f"A linear extrapolation of this run's medians (×{per:,.0f}; not a measurement — the registry, "
+        "the SQLite indexes and the aggregate cache all grow with the log, so expect worse): "
+        f"ingest ≈ {_duration(batch_only)} in batches, rebuild ≈ {_duration(rebuild * per)}, "
+        f"audit ≈ {_duration(verify * per)}, database ≈ {_bytes(size * per)}. "
+        if n < NATIONAL_STATEMENTS * 0.8 else "")
     return lines
 
 
 def totals_markdown(results: dict[str, Any]) -> list[str]:
-    """The totals as a RESULTS.md section."""
+    """The totals as a RESULTS.md section; a run cut short (``"complete": false``) shows the
+    steps it finished and says where it stopped."""
     meta = results["corpus"]
     n = meta["statements"]
-    ingest, rebuilt, audited = results["ingest"], results["rebuild"], results["audit"]
+    ingest, rebuilt, audited = results.get("ingest"), results.get("rebuild"), results.get("audit")
+    unfinished = "not reached: the run was stopped before this step"
     lines = [
         f"Measured by `{results['command']}` on {results['started']} (commit {results['machine'].get('commit', '?')}, "
         f"sources hash {results['code_hash']}; load average {results['load_before']} at the start, "
-        f"{results['load_after']} at the end). "
+        f"{results['load_after']} at the {'end' if results.get('complete', True) else 'last step it finished'}). "
         f"`national(scale={results['scale']:g})`: {len(meta['regencies'])} regencies/cities, "
         f"{n:,} statements by {meta['actors']:,} actors (signed in {meta['generated_seconds']:,.0f} s "
         f"once, then cached: {meta['bytes'] / 2**20:,.0f} MiB of JSONL)"
         + (f"; only the first {n:,} of them (`--limit`)." if results.get("limit") else "."),
         "",
-        "| step | wall time | rate |",
-        "|---|---:|---:|",
-        f"| ingest, `POST /v1/statements/batch` × {-(-n // results['batch']):,} (one client) "
-        f"| {_duration(ingest['seconds'])} | {n / ingest['seconds']:,.0f} statements/s |",
-        f"| rebuild of every projection from zero | {_duration(rebuilt['seconds'])} "
-        f"| {n / rebuilt['seconds']:,.0f} entries/s |",
-        f"| audit (`audit_ledger` as `saksi verify` runs it, new process) | {_duration(audited['seconds'])} "
-        f"| {audited['entries'] / audited['seconds']:,.0f} entries/s |",
-        "",
-        f"Database on disk after ingest: **{results['database_bytes'] / 2**30:,.2f} GiB** "
-        f"({results['database_bytes'] / n:,.0f} bytes per statement: events, log entries, Merkle "
-        f"nodes, checkpoints, projections as followed); after the rebuild "
-        f"{results['database_bytes_with_projections'] / 2**30:,.2f} GiB.",
-        "",
-        f"Audit peak resident set at {audited['entries']:,} entries: "
-        f"**{total_kib(audited) / 1024:,.0f} MiB** (with its parse workers, as in §4).",
     ]
-    low = results.get("audit_low")
-    if low:
-        lines[-1] += (
-            f" At the first {low['entries']:,} entries of the same log: {total_kib(low) / 1024:,.0f} MiB "
-            f"(ratio {total_kib(audited) / total_kib(low):.2f})."
-        )
+    if not results.get("complete", True):
+        lines += ["**This run did not finish** (it was stopped, e.g. by the end of a session); "
+                  "what follows is what it measured before it stopped.", ""]
+    lines += ["| step | wall time | rate |", "|---|---:|---:|"]
+    requests = f"`POST /v1/statements/batch` × {-(-n // results['batch']):,} (one client)"
+    if ingest:
+        lines.append(f"| ingest, {requests} | {_duration(ingest['seconds'])} | {n / ingest['seconds']:,.0f} statements/s |")
+    elif so_far := results.get("ingest_so_far"):
+        lines.append(f"| ingest, {requests}: **stopped** after {so_far['statements']:,} of {n:,} statements "
+                     f"| {_duration(so_far['seconds'])} so far | {so_far['statements'] / so_far['seconds']:,.0f} statements/s |")
+    else:
+        lines.append(f"| ingest, {requests} | {unfinished} | |")
+    if rebuilt:
+        lines.append(f"| rebuild of every projection from zero | {_duration(rebuilt['seconds'])} "
+                     f"| {n / rebuilt['seconds']:,.0f} entries/s |")
+    else:
+        lines.append(f"| rebuild of every projection from zero | {unfinished} | |")
+    if audited:
+        lines.append(f"| audit (`audit_ledger` as `saksi verify` runs it, new process) | {_duration(audited['seconds'])} "
+                     f"| {audited['entries'] / audited['seconds']:,.0f} entries/s |")
+    else:
+        lines.append(f"| audit (`audit_ledger` as `saksi verify` runs it, new process) | {unfinished} | |")
+    lines.append("")
+    if "database_bytes" in results:
+        lines.append(
+            f"Database on disk after ingest: **{results['database_bytes'] / 2**30:,.2f} GiB** "
+            f"({results['database_bytes'] / n:,.0f} bytes per statement: events, log entries, Merkle "
+            f"nodes, checkpoints, projections as followed)"
+            + (f"; after the rebuild {results['database_bytes_with_projections'] / 2**30:,.2f} GiB."
+               if "database_bytes_with_projections" in results else "."))
+        lines.append("")
+    if audited:
+        lines.append(f"Audit peak resident set at {audited['entries']:,} entries: "
+                     f"**{total_kib(audited) / 1024:,.0f} MiB** (with its parse workers, as in §4).")
+        low = results.get("audit_low")
+        if low:
+            lines[-1] += (
+                f" At the first {low['entries']:,} entries of the same log: {total_kib(low) / 1024:,.0f} MiB "
+                f"(ratio {total_kib(audited) / total_kib(low):.2f})."
+            )
+    while lines and not lines[-1]:
+        lines.pop()
     return lines
 
 
@@ -494,10 +507,59 @@ def _audit_ceiling(results: dict[str, Any]) -> list[str]:
     ]
 
 
-def _big_run() -> dict[str, Any] | None:
-    """The committed totals of the largest ``python -m bench.totals`` run, if any."""
+def _big_runs() -> list[dict[str, Any]]:
+    """The committed totals worth showing: the largest finished ``python -m bench.totals``
+    run, and a larger one that was stopped before it finished, if any."""
     runs = [json.loads(path.read_text()) for path in sorted((ROOT / "bench").glob("totals-*.json"))]
-    return max((r for r in runs if not r.get("limit")), key=lambda r: r["scale"], default=None)
+    runs = [r for r in runs if not r.get("limit")]
+    finished = max((r for r in runs if r.get("complete", True)), key=lambda r: r["scale"], default=None)
+    stopped = max((r for r in runs if not r.get("complete", True)), key=lambda r: r["scale"], default=None)
+    shown = [finished] if finished else []
+    if stopped and (finished is None or stopped["scale"] > finished["scale"]):
+        shown.append(stopped)
+    return shown
+
+
+def big_runs_markdown(extrapolation: str = "") -> list[str]:
+    """The ``### …`` subsections of the committed big runs, then what is missing of the
+    national run (``extrapolation``: this run's figures scaled up, when there are any)."""
+    lines: list[str] = []
+    shown = _big_runs()
+    for big in shown:
+        scale = big["scale"]
+        title = "The national run" if scale >= 1 else f"The largest run (scale {scale:g})"
+        if not big.get("complete", True):
+            title += ", stopped before it finished"
+        lines += [f"### {title}: `python -m bench.totals --scale {scale:g}`", "", *totals_markdown(big), ""]
+    if not any(big["scale"] >= 1 and big.get("complete", True) for big in shown):
+        started = any(big["scale"] >= 1 for big in shown)
+        lines += [
+            ("**The national run (scale 1.0, ≈ 5 M statements) did not finish on this machine** (above: "
+             "how far it got). " if started else
+             "**The national run (scale 1.0, ≈ 5 M statements) was not run on this machine.** ")
+            + extrapolation + "The command is `python -m bench.totals --scale 1`.",
+            "",
+        ]
+    return lines
+
+
+def splice_totals(path: Path) -> None:
+    """Replace the big runs' part of an existing RESULTS.md's "## Totals" section with the
+    committed ``bench/totals-*.json`` (after a ``python -m bench.totals`` run that came after
+    the ``python -m bench`` run that wrote the file). Keeps an extrapolation already there."""
+    text = path.read_text()
+    head, found, rest = text.partition("\n## Totals\n")
+    if not found:
+        raise SystemExit(f"{path} has no '## Totals' section")
+    section, heading, tail = rest.partition("\n## ")
+    start = section.find("\n### ")
+    own = section if start < 0 else section[:start]
+    old = section[len(own):]
+    extrapolation = ""
+    if "A linear extrapolation" in old:
+        extrapolation = old[old.index("A linear extrapolation"):old.index("The command is")]
+    spliced = own.rstrip("\n") + "\n\n" + "\n".join(big_runs_markdown(extrapolation))
+    path.write_text(head + found + spliced + heading + tail)
 
 
 SCALED_STEPS = ("run ", "profiling the write path", "profiling the rebuild", "profiling the audit")
@@ -549,3 +611,13 @@ def _misses(results: dict[str, Any]) -> list[str]:
     if not results["profiles"] and not trace:
         lines += ["(Profiles were skipped: `--no-profile`.)", ""]
     return lines
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=(
+        "Put the committed bench/totals-*.json into an existing RESULTS.md, in place of its "
+        "'### The largest run' / '### The national run' part (the rest is left as it was)."))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    splice_totals(parser.parse_args().out)

@@ -43,4 +43,46 @@ def test_the_totals_run_ingests_rebuilds_and_audits_everything(tmp_path: Path) -
     assert totals["audit"]["entries"] == 300  # every statement ingested is in the audited log
     assert totals["ingest"]["seconds"] > 0 and totals["rebuild"]["seconds"] > 0
     assert totals["database_bytes"] > 0
+    assert totals["complete"] is True and "ingest_so_far" not in totals
     assert "| ingest, `POST /v1/statements/batch` × 1 (one client) |" in done.stdout
+    assert not (tmp_path / "totals.json.tmp").exists()
+
+
+def _stopped_national(finished: dict) -> dict:
+    """``finished``'s figures as a national run stopped during its ingest."""
+    stopped = {key: value for key, value in finished.items()
+               if key not in ("ingest", "rebuild", "audit", "audit_low", "database_bytes",
+                              "database_bytes_with_projections")}  # fmt: skip
+    return {**stopped, "scale": 1.0, "complete": False,
+            "corpus": {**finished["corpus"], "statements": 5_000_000},
+            "ingest_so_far": {"statements": 1_234_567, "seconds": 1800.0}}
+
+
+def test_a_stopped_national_run_is_spliced_into_results_as_stopped(tmp_path: Path, monkeypatch) -> None:
+    from bench import report
+
+    finished = json.loads((ROOT / "bench" / "totals-0.25.json").read_text())
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "totals-0.25.json").write_text(json.dumps(finished))
+    (tmp_path / "bench" / "totals-1.json").write_text(json.dumps(_stopped_national(finished)))
+    (tmp_path / "bench" / "totals-0.001.json").write_text(json.dumps({**finished, "limit": 300, "scale": 0.001}))
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    results = tmp_path / "RESULTS.md"
+    original = (ROOT / "bench" / "RESULTS.md").read_text()
+    results.write_text(original)
+
+    report.splice_totals(results)
+
+    spliced = results.read_text()
+    before, after = original.split("\n## Totals\n")[0], original.split("\n## Totals\n")[1].split("\n## ", 1)[1]
+    assert spliced.startswith(before) and spliced.endswith("\n## " + after)  # only the totals changed
+    assert "### The largest run (scale 0.25)" in spliced  # the finished run stays
+    assert "### The national run, stopped before it finished" in spliced
+    assert "**stopped** after 1,234,567 of 5,000,000 statements | 30.0 min so far | 686 statements/s |" in spliced
+    assert spliced.count("not reached: the run was stopped before this step") == 2
+    assert "did not finish on this machine" in spliced and "was not run on this machine" not in spliced
+    assert "A linear extrapolation" in spliced  # kept from the report it was spliced into
+    assert "--limit" not in spliced.split("\n## Totals\n")[1].split("\n## ")[0]  # smoke runs never shown
+
+    report.splice_totals(results)
+    assert results.read_text() == spliced  # splicing again changes nothing
