@@ -33,6 +33,7 @@ log = logging.getLogger("saksi.projections")
 
 TRACKING = "saksi_projections"
 PROJECTION_LOCK_ID = 0x5A4B5350  # PostgreSQL advisory lock: one projecting process at a time
+FOLLOWER_LOCK_ID = 0x5A4B5346  # PostgreSQL advisory lock: one following process per database
 REBUILD_BATCH = 5000  # entries per transaction when rebuilding: few commits, ~70 MB held at most
 PARALLEL_FROM = 2000  # entries: a smaller log is rebuilt by one process (see parallel_rebuild)
 
@@ -170,9 +171,16 @@ class Projector:
             return found
 
     def follow(self, stop: threading.Event, *, interval: float = 0.25) -> None:
-        """Keep catching up until ``stop`` is set. On PostgreSQL a LISTEN/NOTIFY
-        subscription to the application's records wakes the loop at once; the
-        interval is the fallback (and the whole mechanism on SQLite)."""
+        """Keep catching up until ``stop`` is set, once this process leads: one follower
+        per database follows (``_leadership``), the others wait to take over, so N server
+        processes do not each read every entry. On PostgreSQL a LISTEN/NOTIFY subscription
+        to the application's records wakes the loop at once; the interval is the fallback
+        (and the whole mechanism on SQLite)."""
+        with self._leadership(stop, interval) as leading:
+            if leading:
+                self._follow(stop, interval)
+
+    def _follow(self, stop: threading.Event, interval: float) -> None:
         wake = threading.Event()
         subscription = None
         if self.ledger.backend.kind == "postgres":
@@ -198,6 +206,32 @@ class Projector:
             if subscription is not None:
                 subscription.stop()
 
+    @contextmanager
+    def _leadership(self, stop: threading.Event, interval: float) -> Iterator[bool]:
+        """Whether this follower leads (False: ``stop`` was set while it waited), held
+        until the block ends. SQLite: a file lock beside the database; PostgreSQL: a
+        session advisory lock on a connection of its own (the lock goes with the
+        connection, so a leader that dies, however it dies, makes way); in memory no
+        other process can see the database. A follower that does not lead tries again
+        every ``interval`` (at least a second on PostgreSQL)."""
+        backend = self.ledger.backend
+        if backend.kind == "memory":
+            yield True
+        elif backend.kind == "sqlite":
+            assert backend.path
+            with open(backend.path + ".follower-lock", "a") as handle:
+                while not _try_flock(handle):
+                    if stop.wait(interval):
+                        yield False
+                        return
+                try:
+                    yield True
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+        else:
+            with _postgres_leadership(backend.url, stop, max(1.0, interval)) as leading:
+                yield leading
+
     def _await_integration(self, stop: threading.Event, reached: int, *, patience: float = 2.0) -> None:
         """A notification says a record was committed; its log entry is integrated
         right after, by the writer, so wait (briefly, polling) until the log grows
@@ -218,6 +252,45 @@ class Projector:
                 wake.set()
         except PersistenceError:
             pass  # the database went away: the follower falls back to its interval
+
+
+def _try_flock(handle: Any) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+@contextmanager
+def _postgres_leadership(url: str, stop: threading.Event, pause: float) -> Iterator[bool]:
+    """``Projector._leadership`` on PostgreSQL: ``pg_try_advisory_lock`` on a connection
+    kept open while leading; a database that cannot be reached is tried again."""
+    import psycopg
+
+    while True:
+        try:
+            connection = psycopg.connect(url, autocommit=True)
+        except psycopg.Error as error:
+            log.warning("projections: cannot reach the database to follow it, retrying: %r", error)
+            if stop.wait(pause):
+                yield False
+                return
+            continue
+        with connection:
+            try:
+                while not connection.execute("SELECT pg_try_advisory_lock(%s)", (FOLLOWER_LOCK_ID,)).fetchone()[0]:  # type: ignore[index]
+                    if stop.wait(pause):
+                        yield False
+                        return
+            except psycopg.Error as error:
+                log.warning("projections: lost the database while waiting to follow it, retrying: %r", error)
+                if stop.wait(pause):
+                    yield False
+                    return
+                continue
+            yield True  # closing the connection releases the lock
+            return
 
 
 def parallel_rebuild(ledger: Ledger) -> bool:

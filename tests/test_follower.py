@@ -150,3 +150,77 @@ def test_serve_refuses_an_unknown_follower_setting_in_one_line(home: Path, monke
     assert result.exit_code == 1
     assert "SAKSI_FOLLOWER must be process or thread" in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+# ---------------------------------------------------------------- one follower per database
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_one_follower_per_database_reads_the_log_and_another_takes_over_when_it_stops(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three followers over one database, as three server processes run them: only one
+    reads and projects the log (N servers must not each read every entry); when it
+    stops, one of the others takes over and projects what comes next."""
+    import threading
+
+    from ledger.home import Home
+    from projections import runner
+    from tests.conftest import fresh_postgres_database
+    from tests.test_races import consignment_id, dispatch, small_home
+
+    readers: list[str] = []
+    real_read = runner.read_entries
+
+    def counted_read(ledger, start, end):  # type: ignore[no-untyped-def]
+        readers.append(threading.current_thread().name)
+        return real_read(ledger, start, end)
+
+    monkeypatch.setattr(runner, "read_entries", counted_read)
+    with contextlib.ExitStack() as stack:
+        url = None
+        if kind == "postgres":
+            url = stack.enter_context(fresh_postgres_database(os.environ["SAKSI_TEST_POSTGRES_URL"]))
+        home = small_home(tmp_path / "home", database_url=url, origin="saksi.test/leader")
+        writer = Home.load(home.path, database_url=url).open()
+        stack.callback(writer.close)
+        projectors, stops, threads = [], [], []
+        for number in range(3):
+            ledger = Home.load(home.path, database_url=url).open(audit=True)
+            stack.callback(ledger.close)
+            projectors.append(runner.Projector(ledger))
+            stops.append(threading.Event())
+            threads.append(threading.Thread(target=projectors[-1].follow, args=(stops[-1],),
+                                            kwargs={"interval": 0.05}, name=f"follower-{number}"))  # fmt: skip
+        for thread in threads:
+            thread.start()
+            stack.callback(thread.join, 10)
+        for stop in stops:
+            stack.callback(stop.set)
+
+        def projected(size: int) -> bool:
+            return all(position >= size for position in projectors[0].positions().values())
+
+        for _ in range(20):
+            writer.submit(dispatch(consignment_id()))
+        size = writer.tlog.size
+        eventually(lambda: projected(size))
+        time.sleep(1.5)  # the others have looked (and waited) several times meanwhile
+        leaders = set(readers)
+        assert len(leaders) == 1, f"followers that read the log: {sorted(leaders)}"
+        leader = int(leaders.pop().rsplit("-", 1)[1])
+
+        stops[leader].set()
+        threads[leader].join(10)
+        assert not threads[leader].is_alive()
+        readers.clear()
+        for _ in range(20):
+            writer.submit(dispatch(consignment_id()))
+        size = writer.tlog.size
+        eventually(lambda: projected(size))
+        assert readers and f"follower-{leader}" not in readers
+        assert len(set(readers)) == 1, f"followers that read the log: {sorted(set(readers))}"
+        for number, stop in enumerate(stops):  # every follower ends when told, leader or not
+            stop.set()
+            threads[number].join(10)
+            assert not threads[number].is_alive()
