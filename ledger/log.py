@@ -10,7 +10,6 @@ any point resumes with no gap, duplicate or fork.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import merkle, notes
 from ledger.canonical import canonical_bytes
+from ledger.durable import replace_durably
 from ledger.envelope import decode_b64, statement_digest
 from ledger.errors import InconsistentCheckpoint, NotFound, ProofError
 from ledger.storage import LogStore
@@ -215,15 +215,7 @@ class IntegrityLog:
         if self.checkpoint_file is not None:
             # The promise goes to disk first: whatever the database does next, the
             # log can never sign a checkpoint inconsistent with this one.
-            # A name of its own: several processes may sign (the same note) at once.
-            temporary = self.checkpoint_file.with_name(
-                f"{self.checkpoint_file.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-            )
-            with open(temporary, "w", encoding="utf-8") as handle:
-                handle.write(note)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.checkpoint_file)
+            replace_durably(self.checkpoint_file, note)
         self.store.store_checkpoint(size, root, note)
 
     def latest_note(self) -> str:

@@ -6,7 +6,6 @@ cosigns a checkpoint inconsistent with it.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import merkle, notes
+from ledger.durable import replace_durably
 from ledger.envelope import b64, decode_b64, raw_public_key
 from ledger.errors import BadCosignature, InconsistentCheckpoint, SaksiError
 from ledger.registry import RegistryView
@@ -112,9 +112,9 @@ class Witness:
                         f"size {old.size} this witness saw: {error}"
                     ) from None
         line = notes.cosign(new, name=self.name, key=self.key, timestamp=now or int(time.time()))
-        temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"checkpoint": note, "log_key": self.log_key}), "utf-8")
-        os.replace(temporary, self.state_file)
+        # What this witness saw is on disk before its cosignature leaves: a witness that
+        # forgot it after a crash could cosign a fork of what it already cosigned.
+        replace_durably(self.state_file, json.dumps({"checkpoint": note, "log_key": self.log_key}))
         return line
 
     @property
