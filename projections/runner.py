@@ -34,6 +34,7 @@ log = logging.getLogger("saksi.projections")
 TRACKING = "saksi_projections"
 PROJECTION_LOCK_ID = 0x5A4B5350  # PostgreSQL advisory lock: one projecting process at a time
 FOLLOWER_LOCK_ID = 0x5A4B5346  # PostgreSQL advisory lock: one following process per database
+LEASE_CHECK = 5.0  # seconds between a leading follower's looks at whether it still leads
 REBUILD_BATCH = 5000  # entries per transaction when rebuilding: few commits, ~70 MB held at most
 PARALLEL_FROM = 2000  # entries: a smaller log is rebuilt by one process (see parallel_rebuild)
 
@@ -171,16 +172,19 @@ class Projector:
             return found
 
     def follow(self, stop: threading.Event, *, interval: float = 0.25) -> None:
-        """Keep catching up until ``stop`` is set, once this process leads: one follower
+        """Keep catching up until ``stop`` is set, while this process leads: one follower
         per database follows (``_leadership``), the others wait to take over, so N server
         processes do not each read every entry. On PostgreSQL a LISTEN/NOTIFY subscription
         to the application's records wakes the loop at once; the interval is the fallback
         (and the whole mechanism on SQLite)."""
-        with self._leadership(stop, interval) as leading:
-            if leading:
-                self._follow(stop, interval)
+        while not stop.is_set():
+            with self._leadership(stop, interval) as lease:
+                if lease is None:
+                    return  # stopped while waiting to lead
+                self._follow(stop, interval, lease)
 
-    def _follow(self, stop: threading.Event, interval: float) -> None:
+    def _follow(self, stop: threading.Event, interval: float, lease: Lease) -> None:
+        """Follow until ``stop`` is set or the lease is lost (looked at every ``LEASE_CHECK`` s)."""
         wake = threading.Event()
         subscription = None
         if self.ledger.backend.kind == "postgres":
@@ -188,8 +192,14 @@ class Projector:
             subscription = self.ledger.recorder.subscribe(gt=position, topics=[RECORD_TOPIC])
             threading.Thread(target=self._listen, args=(subscription, wake), daemon=True,
                              name="projections-listen").start()  # fmt: skip
+        looked = time.monotonic()
         try:
             while not stop.is_set():
+                if time.monotonic() - looked >= LEASE_CHECK:
+                    if not lease.held():
+                        log.warning("projections: lost the lead in following the log; waiting to lead again")
+                        return
+                    looked = time.monotonic()
                 try:
                     reached = self.catch_up()
                 except PersistenceError as error:  # the database was busy or went away: try again
@@ -207,30 +217,33 @@ class Projector:
                 subscription.stop()
 
     @contextmanager
-    def _leadership(self, stop: threading.Event, interval: float) -> Iterator[bool]:
-        """Whether this follower leads (False: ``stop`` was set while it waited), held
-        until the block ends. SQLite: a file lock beside the database; PostgreSQL: a
-        session advisory lock on a connection of its own (the lock goes with the
-        connection, so a leader that dies, however it dies, makes way); in memory no
-        other process can see the database. A follower that does not lead tries again
-        every ``interval`` (at least a second on PostgreSQL)."""
+    def _leadership(self, stop: threading.Event, interval: float) -> Iterator[Lease | None]:
+        """The lease of the follower that leads, held until the block ends; None when
+        ``stop`` was set while it waited. SQLite: a file lock beside the database;
+        PostgreSQL: a session advisory lock on a connection of its own (the lock goes
+        with the connection, so a leader that dies, however it dies, makes way, and a
+        leader whose connection died finds out from ``Lease.held``); in memory no other
+        process can see the database. A follower that does not lead tries again every
+        ``interval`` (at least a second on PostgreSQL)."""
         backend = self.ledger.backend
         if backend.kind == "memory":
-            yield True
+            yield Lease()
         elif backend.kind == "sqlite":
             assert backend.path
             with open(backend.path + ".follower-lock", "a") as handle:
                 while not _try_flock(handle):
                     if stop.wait(interval):
-                        yield False
-                        return
-                try:
-                    yield True
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+                        break
+                else:
+                    try:
+                        yield Lease()
+                    finally:
+                        fcntl.flock(handle, fcntl.LOCK_UN)
+                    return
+            yield None
         else:
-            with _postgres_leadership(backend.url, stop, max(1.0, interval)) as leading:
-                yield leading
+            with _postgres_leadership(backend.url, stop, max(1.0, interval)) as lease:
+                yield lease
 
     def _await_integration(self, stop: threading.Event, reached: int, *, patience: float = 2.0) -> None:
         """A notification says a record was committed; its log entry is integrated
@@ -254,6 +267,30 @@ class Projector:
             pass  # the database went away: the follower falls back to its interval
 
 
+class Lease:
+    """A follower's lead: ``held`` says whether it still has it (a file lock, or the
+    only process, always has)."""
+
+    def held(self) -> bool:
+        return True
+
+
+class _AdvisoryLease(Lease):
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def held(self) -> bool:
+        """Whether the connection holding the advisory lock is still alive (a session's
+        locks go when the session goes: a restart, a terminated backend, a lost network)."""
+        import psycopg
+
+        try:
+            self.connection.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+
 def _try_flock(handle: Any) -> bool:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -262,35 +299,47 @@ def _try_flock(handle: Any) -> bool:
     return True
 
 
-@contextmanager
-def _postgres_leadership(url: str, stop: threading.Event, pause: float) -> Iterator[bool]:
-    """``Projector._leadership`` on PostgreSQL: ``pg_try_advisory_lock`` on a connection
-    kept open while leading; a database that cannot be reached is tried again."""
+def _try_advisory_lock(url: str) -> tuple[Any, bool]:
+    """A new connection to ``url`` and whether it took the follower lock; raises
+    psycopg.Error when the database cannot be reached. A connection that did not take
+    it is closed."""
     import psycopg
 
-    while True:
+    connection = psycopg.connect(url, autocommit=True, connect_timeout=5,
+                                 keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)  # fmt: skip
+    try:
+        taken = connection.execute("SELECT pg_try_advisory_lock(%s)", (FOLLOWER_LOCK_ID,)).fetchone()
+    except BaseException:
+        connection.close()
+        raise
+    if not (taken and taken[0]):
+        connection.close()
+        return connection, False
+    return connection, True
+
+
+@contextmanager
+def _postgres_leadership(url: str, stop: threading.Event, pause: float) -> Iterator[Lease | None]:
+    """``Projector._leadership`` on PostgreSQL: ``pg_try_advisory_lock`` on a connection
+    of its own, kept open while leading; a database that cannot be reached is tried again."""
+    import psycopg
+
+    connection = None
+    while not stop.is_set():
         try:
-            connection = psycopg.connect(url, autocommit=True)
+            connection, taken = _try_advisory_lock(url)
         except psycopg.Error as error:
             log.warning("projections: cannot reach the database to follow it, retrying: %r", error)
-            if stop.wait(pause):
-                yield False
-                return
-            continue
-        with connection:
-            try:
-                while not connection.execute("SELECT pg_try_advisory_lock(%s)", (FOLLOWER_LOCK_ID,)).fetchone()[0]:  # type: ignore[index]
-                    if stop.wait(pause):
-                        yield False
-                        return
-            except psycopg.Error as error:
-                log.warning("projections: lost the database while waiting to follow it, retrying: %r", error)
-                if stop.wait(pause):
-                    yield False
-                    return
-                continue
-            yield True  # closing the connection releases the lock
-            return
+            taken = False
+        if taken:
+            break
+        stop.wait(pause)
+    else:
+        yield None
+        return
+    assert connection is not None
+    with connection:  # closing it releases the lock
+        yield _AdvisoryLease(connection)
 
 
 def parallel_rebuild(ledger: Ledger) -> bool:

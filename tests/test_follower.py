@@ -10,9 +10,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +24,7 @@ from typer.testing import CliRunner
 from api.cli import app
 from api.settings import Settings
 from tests.test_cli import DEMO_SIZE, _free_port, home, signed_dispatch  # noqa: F401
+from tests.test_races import consignment_id, dispatch, small_home
 
 
 def followers_of(pid: int) -> list[int]:
@@ -155,28 +159,52 @@ def test_serve_refuses_an_unknown_follower_setting_in_one_line(home: Path, monke
 # ---------------------------------------------------------------- one follower per database
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_one_follower_per_database_reads_the_log_and_another_takes_over_when_it_stops(
-    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Three followers over one database, as three server processes run them: only one
-    reads and projects the log (N servers must not each read every entry); when it
-    stops, one of the others takes over and projects what comes next."""
-    import threading
+@dataclass
+class Followers:
+    """Followers over one database, as server processes run them (threads here, each
+    with its own ledger and connections); ``readers`` names the threads that read entries."""
 
+    writer: Any
+    projectors: list[Any]
+    stops: list[threading.Event]
+    threads: list[threading.Thread]
+    readers: list[str]
+
+    def record(self, count: int) -> int:
+        for _ in range(count):
+            self.writer.submit(dispatch(consignment_id()))
+        return int(self.writer.tlog.size)
+
+    def projected(self, size: int) -> bool:
+        return all(position >= size for position in self.projectors[0].positions().values())
+
+    def leader(self) -> int:
+        """The one follower that read entries since ``readers`` was last cleared."""
+        leaders = set(self.readers)
+        assert len(leaders) == 1, f"followers that read the log: {sorted(leaders)}"
+        return int(leaders.pop().rsplit("-", 1)[1])
+
+    def stop(self, number: int) -> None:
+        self.stops[number].set()
+        self.threads[number].join(10)
+        assert not self.threads[number].is_alive(), f"follower {number} did not stop"
+
+
+@contextlib.contextmanager
+def followers(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int = 3) -> Iterator[tuple[Followers, str | None]]:
     from ledger.home import Home
     from projections import runner
     from tests.conftest import fresh_postgres_database
-    from tests.test_races import consignment_id, dispatch, small_home
 
     readers: list[str] = []
     real_read = runner.read_entries
 
-    def counted_read(ledger, start, end):  # type: ignore[no-untyped-def]
+    def counted_read(ledger: Any, start: int, end: int) -> Any:
         readers.append(threading.current_thread().name)
         return real_read(ledger, start, end)
 
     monkeypatch.setattr(runner, "read_entries", counted_read)
+    monkeypatch.setattr(runner, "LEASE_CHECK", 0.2)
     with contextlib.ExitStack() as stack:
         url = None
         if kind == "postgres":
@@ -184,43 +212,79 @@ def test_one_follower_per_database_reads_the_log_and_another_takes_over_when_it_
         home = small_home(tmp_path / "home", database_url=url, origin="saksi.test/leader")
         writer = Home.load(home.path, database_url=url).open()
         stack.callback(writer.close)
-        projectors, stops, threads = [], [], []
-        for number in range(3):
+        group = Followers(writer, [], [], [], readers)
+        for number in range(count):
             ledger = Home.load(home.path, database_url=url).open(audit=True)
             stack.callback(ledger.close)
-            projectors.append(runner.Projector(ledger))
-            stops.append(threading.Event())
-            threads.append(threading.Thread(target=projectors[-1].follow, args=(stops[-1],),
-                                            kwargs={"interval": 0.05}, name=f"follower-{number}"))  # fmt: skip
-        for thread in threads:
-            thread.start()
+            group.projectors.append(runner.Projector(ledger))
+            group.stops.append(threading.Event())
+            group.threads.append(threading.Thread(target=group.projectors[-1].follow, args=(group.stops[-1],),
+                                                  kwargs={"interval": 0.05}, name=f"follower-{number}"))  # fmt: skip
+        for thread, stop in zip(group.threads, group.stops, strict=True):
             stack.callback(thread.join, 10)
-        for stop in stops:
             stack.callback(stop.set)
+            thread.start()
+        yield group, url
 
-        def projected(size: int) -> bool:
-            return all(position >= size for position in projectors[0].positions().values())
 
-        for _ in range(20):
-            writer.submit(dispatch(consignment_id()))
-        size = writer.tlog.size
-        eventually(lambda: projected(size))
+def advisory_holders(url: str) -> list[int]:
+    """Backends of ``url``'s database holding the followers' advisory lock."""
+    import psycopg
+
+    from projections.runner import FOLLOWER_LOCK_ID
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = %s AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (FOLLOWER_LOCK_ID,),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_one_follower_per_database_reads_the_log_and_another_takes_over_when_it_stops(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three followers over one database, as three server processes run them: only one
+    reads and projects the log (N servers must not each read every entry); when it
+    stops, one of the others takes over and projects what comes next."""
+    with followers(kind, tmp_path, monkeypatch) as (group, url):
+        size = group.record(20)
+        eventually(lambda: group.projected(size))
         time.sleep(1.5)  # the others have looked (and waited) several times meanwhile
-        leaders = set(readers)
-        assert len(leaders) == 1, f"followers that read the log: {sorted(leaders)}"
-        leader = int(leaders.pop().rsplit("-", 1)[1])
+        leader = group.leader()
 
-        stops[leader].set()
-        threads[leader].join(10)
-        assert not threads[leader].is_alive()
-        readers.clear()
-        for _ in range(20):
-            writer.submit(dispatch(consignment_id()))
-        size = writer.tlog.size
-        eventually(lambda: projected(size))
-        assert readers and f"follower-{leader}" not in readers
-        assert len(set(readers)) == 1, f"followers that read the log: {sorted(set(readers))}"
-        for number, stop in enumerate(stops):  # every follower ends when told, leader or not
-            stop.set()
-            threads[number].join(10)
-            assert not threads[number].is_alive()
+        group.stop(leader)
+        group.readers.clear()
+        size = group.record(20)
+        eventually(lambda: group.projected(size))
+        assert group.leader() != leader
+        for number in range(len(group.threads)):  # every follower ends when told, leading or not
+            group.stop(number)
+        if url is not None:
+            assert advisory_holders(url) == []  # no connection left holding the lead
+
+
+@pytest.mark.postgres
+def test_a_leader_whose_lock_connection_dies_stops_following_and_one_leads_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL drops a session's advisory locks with the session (a restart, a
+    terminated backend, a lost network): the leader must notice, or it would go on
+    following beside the follower that takes the lock next."""
+    import psycopg
+
+    with followers("postgres", tmp_path, monkeypatch, count=2) as (group, url):
+        assert url is not None
+        size = group.record(10)
+        eventually(lambda: group.projected(size))
+        eventually(lambda: len(advisory_holders(url)) == 1)
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("SELECT pg_terminate_backend(%s)", (advisory_holders(url)[0],))
+        eventually(lambda: len(advisory_holders(url)) == 1)  # someone leads again
+        time.sleep(1.5)  # a leader that did not notice would be reading beside the new one by now
+        group.readers.clear()
+        size = group.record(20)
+        eventually(lambda: group.projected(size))
+        group.leader()  # exactly one follower read the new entries
