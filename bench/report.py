@@ -552,8 +552,8 @@ def splice_totals(path: Path) -> None:
     if not found:
         raise SystemExit(f"{path} has no '## Totals' section")
     section, heading, tail = rest.partition("\n## ")
-    start = section.find("\n### ")
-    own = section if start < 0 else section[:start]
+    starts = [at for at in (section.find("\n### "), section.find("\n**The national run")) if at >= 0]
+    own = section[: min(starts)] if starts else section
     old = section[len(own):]
     extrapolation = ""
     if "A linear extrapolation" in old:

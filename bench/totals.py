@@ -15,8 +15,10 @@ like the ratio benchmarks' corpora) goes, on a fresh SQLite ledger home, through
 4. the size of the database on disk (the SQLite file and its WAL).
 
 Writes ``bench/totals-<scale>.json`` (which ``python -m bench`` copies into
-RESULTS.md) after every step, so a run cut short still leaves the steps it finished
-(``"complete": false`` until the last one), and prints the figures. ``--keep`` leaves the ledger home in place;
+RESULTS.md) and prints the figures. Until the run finishes, what it has measured so far
+is kept after every step (and every minute of ingest) in ``totals-<scale>.partial.json``
+beside it, with ``"complete": false``, so a run cut short still leaves the steps it
+finished and never replaces the figures of an earlier run that finished. ``--keep`` leaves the ledger home in place;
 ``--limit N`` (a smoke run, only the first N statements) needs ``--out``.
 """
 
@@ -59,6 +61,11 @@ def ingest(client: httpx.Client, used: corpus.Corpus, batch: int,
     return {"seconds": time.perf_counter() - started, "waiting": waited}
 
 
+def partial_path(out: Path) -> Path:
+    """Where a run writing ``out`` keeps its figures until it finishes."""
+    return out.with_name(out.name.removesuffix(".json") + ".partial.json")
+
+
 def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     results: dict[str, Any] = {
         "complete": False,
@@ -74,9 +81,12 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
     def save() -> None:
         results["load_after"] = load_average()
-        temporary = out.with_name(out.name + ".tmp")
+        target = out if results["complete"] else partial_path(out)
+        temporary = target.with_name(target.name + ".tmp")
         temporary.write_text(json.dumps(results, indent=1) + "\n")
-        temporary.replace(out)
+        temporary.replace(target)
+        if results["complete"]:
+            partial_path(out).unlink(missing_ok=True)
 
     with step("loading the corpus"):
         used = corpus.load(args.scale, cache=args.cache, limit=args.limit)

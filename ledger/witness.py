@@ -5,6 +5,7 @@ cosigns a checkpoint inconsistent with it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import time
 from collections.abc import Callable
@@ -90,7 +91,14 @@ class Witness:
         """Verify ``note`` (the log's signature, then consistency with the last
         checkpoint seen, by ``proof``) and return the cosignature line. Records the
         new checkpoint as last seen. Raises InconsistentCheckpoint — loudly — for a
-        checkpoint that contradicts what this witness saw before."""
+        checkpoint that contradicts what this witness saw before. One cosign at a time
+        per state file, across processes: two at once could each check against the same
+        last-seen checkpoint and cosign two different roots of one size (a fork)."""
+        with open(self.state_file.with_name(self.state_file.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            return self._cosign(note, proof, now=now)
+
+    def _cosign(self, note: str, proof: list[bytes] | None, *, now: int | None) -> str:
         new = notes.verify_checkpoint(note, log_key=self.log_key).checkpoint
         previous = self.last_seen()
         if previous is not None:

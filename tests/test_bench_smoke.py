@@ -45,7 +45,7 @@ def test_the_totals_run_ingests_rebuilds_and_audits_everything(tmp_path: Path) -
     assert totals["database_bytes"] > 0
     assert totals["complete"] is True and "ingest_so_far" not in totals
     assert "| ingest, `POST /v1/statements/batch` × 1 (one client) |" in done.stdout
-    assert not (tmp_path / "totals.json.tmp").exists()
+    assert sorted(p.name for p in tmp_path.glob("totals*")) == ["totals.json"]  # no partial file left
 
 
 def _stopped_national(finished: dict) -> dict:
@@ -86,3 +86,19 @@ def test_a_stopped_national_run_is_spliced_into_results_as_stopped(tmp_path: Pat
 
     report.splice_totals(results)
     assert results.read_text() == spliced  # splicing again changes nothing
+
+    # A report written when no big run was committed has no "###" part, only the paragraph.
+    (tmp_path / "bench" / "totals-0.25.json").unlink()
+    (tmp_path / "bench" / "totals-1.json").unlink()
+    before_any = "\n".join(line for line in original.splitlines()
+                           if not line.startswith(("### ", "Measured by ", "| ", "Database on disk", "Audit peak")))  # fmt: skip
+    assert "### " not in before_any and before_any.count("was not run on this machine") == 1
+    results.write_text(before_any)
+    report.splice_totals(results)
+    assert results.read_text().count("was not run on this machine") == 1
+    assert "A linear extrapolation" in results.read_text()
+    (tmp_path / "bench" / "totals-1.partial.json").write_text(json.dumps(_stopped_national(finished)))
+    report.splice_totals(results)
+    again = results.read_text()
+    assert "### The national run, stopped before it finished" in again and "### The largest run" not in again
+    assert "was not run on this machine" not in again and again.count("did not finish on this machine") == 1

@@ -59,9 +59,18 @@ def test_the_log_syncs_its_checkpoint_promise_before_storing_the_checkpoint(tmp_
     home = small_home(tmp_path / "home", origin="saksi.test/durable")
     ledger = Home.load(home.path).open()
     try:
+        store = ledger.tlog.store.store_checkpoint
+
+        def stored(*args: object, **kwargs: object) -> None:
+            calls.append(("store_checkpoint",))
+            store(*args, **kwargs)  # type: ignore[arg-type]
+
+        ledger.tlog.store.store_checkpoint = stored  # type: ignore[method-assign]
         calls.clear()
         receipt = ledger.submit(dispatch(consignment_id()))
         assert_replaced_durably(calls, home.checkpoint_file)
+        synced = calls.index(("fsync", str(home.checkpoint_file.parent)))
+        assert calls.index(("store_checkpoint",)) > synced  # the promise is on disk first
         written = notes.parse_note(home.checkpoint_file.read_text("utf-8")).checkpoint
         assert written.size == receipt.index + 1 == ledger.tlog.size
     finally:
@@ -99,3 +108,55 @@ def test_a_failed_write_leaves_the_old_promise_whole_and_no_temporary_behind(
         replace_durably(path, "new promise\n")
     assert path.read_text("utf-8") == "old promise\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["promise"]
+
+
+def test_two_cosigns_at_once_cannot_make_a_witness_cosign_a_fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack a witness exists to stop: a log (its key stolen) shows two witness runs
+    at the same moment two different trees of one size. Each run checks the new
+    checkpoint against the state file and then records it; were the two interleaved,
+    both would check against the same old state and cosign both roots."""
+    import os as _os
+    import threading
+    import time
+
+    from ledger.errors import InconsistentCheckpoint
+
+    home = small_home(tmp_path / "home", origin="saksi.test/durable")
+    ledger = Home.load(home.path).open()
+    try:
+        ledger.submit(dispatch(consignment_id()))
+        honest = ledger.tlog.latest_note()
+    finally:
+        ledger.close()
+    checkpoint = notes.parse_note(honest).checkpoint
+    forked = notes.sign_checkpoint(notes.Checkpoint(checkpoint.origin, checkpoint.size, _os.urandom(32)),
+                                   origin_key=home.log_key())  # fmt: skip
+    state = tmp_path / "witness.state.json"
+    key = Ed25519PrivateKey.generate()
+    real_cosign = notes.cosign
+
+    def slow_cosign(*args: object, **kwargs: object) -> str:
+        time.sleep(0.3)  # between the check and the record: where the two runs would interleave
+        return real_cosign(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(notes, "cosign", slow_cosign)
+    outcomes: dict[str, str] = {}
+
+    def run(name: str, note: str) -> None:
+        witness = Witness("witness-test", key, home.log_vkey(), state)  # a run of its own
+        try:
+            witness.cosign(note, None)
+            outcomes[name] = "cosigned"
+        except InconsistentCheckpoint as error:
+            outcomes[name] = str(error)
+
+    threads = [threading.Thread(target=run, args=item) for item in (("honest", honest), ("forked", forked))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(outcomes.values()).count("cosigned") == 1, outcomes
+    refused = next(message for message in outcomes.values() if message != "cosigned")
+    assert f"two different roots at size {checkpoint.size}" in refused
+    cosigned = next(name for name, message in outcomes.items() if message == "cosigned")
+    assert Witness("witness-test", key, home.log_vkey(), state).last_seen() == {"honest": honest, "forked": forked}[cosigned]
