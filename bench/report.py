@@ -429,6 +429,14 @@ def totals_markdown(results: dict[str, Any]) -> list[str]:
     else:
         lines.append(f"| audit (`audit_ledger` as `saksi verify` runs it, new process) | {unfinished} | |")
     lines.append("")
+    if stopped := results.get("stopped"):
+        lines += [
+            f"Stopped at {stopped['at']}: {stopped['why']}. The log then held {stopped['entries']:,} entries "
+            f"({stopped['events']:,} events, {stopped['events'] / stopped['entries']:.2f} per statement) and the "
+            f"database {stopped['database_bytes'] / 2**30:,.2f} GiB ({stopped['database_bytes'] / stopped['entries']:,.0f} "
+            "bytes per statement).",
+            "",
+        ]
     if "database_bytes" in results:
         lines.append(
             f"Database on disk after ingest: **{results['database_bytes'] / 2**30:,.2f} GiB** "
