@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from typer._click import exceptions as click_exceptions  # typer vendors click (pinned)
 from typer.core import TyperGroup
 
+from ledger.application import aggregate_cache_size
 from ledger.audit import audit_ledger
 from ledger.bundle import export_bundle, verify_bundle
 from ledger.canonical import JSONRefused, strict_loads
@@ -559,6 +560,7 @@ def serve(
             os.environ["SAKSI_DATABASE_URL"] = database_url
         Home.load(home, database_url=database_url)  # fail early, in one line, on a bad home
         Settings()  # and on bad SAKSI_* settings (SAKSI_FOLLOWER …)
+        aggregate_cache_size()  # (SAKSI_AGGREGATE_CACHE)
         err.print(f"Saksi serving {home} on http://{host}:{port} (docs: /docs)")
         uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
                     log_level="warning", timeout_graceful_shutdown=5,

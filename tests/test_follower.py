@@ -148,11 +148,17 @@ def test_an_unknown_follower_setting_is_refused(monkeypatch: pytest.MonkeyPatch)
     assert Settings().follower == "thread"
 
 
-def test_serve_refuses_an_unknown_follower_setting_in_one_line(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    monkeypatch.setenv("SAKSI_FOLLOWER", "fiber")
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("SAKSI_FOLLOWER", "fiber", "SAKSI_FOLLOWER must be process or thread"),
+    ("SAKSI_AGGREGATE_CACHE", "lots", "SAKSI_AGGREGATE_CACHE must be a whole number"),
+])  # fmt: skip
+def test_serve_refuses_a_bad_setting_in_one_line(
+    variable: str, value: str, message: str, home: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    monkeypatch.setenv(variable, value)
     result = CliRunner().invoke(app, ["serve", "--home", str(home), "--port", str(_free_port())])
     assert result.exit_code == 1
-    assert "SAKSI_FOLLOWER must be process or thread" in result.output
+    assert message in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
 
 

@@ -110,6 +110,93 @@ def test_verifying_before_the_writer_lock_leaves_the_cache_alone(world: World) -
     ledger = world.ledger
     ledger.repository.cache = type(ledger.repository.cache)(100)  # cold
     parsed = [(0, envelope, decode_statement(envelope))]
-    assert ledger._preverify(parsed) == {0: True}
+    verified, _, signers = ledger._preverify(parsed)
+    assert verified == {0: True}
+    assert signers[actor_uuid(chain.kpu.actor)] is not None  # read, for the batch to reuse if still current
     with pytest.raises(KeyError):
         ledger.repository.cache.get(actor_uuid(chain.kpu.actor))
+
+
+def _count_reads(ledger: Any, monkeypatch: pytest.MonkeyPatch) -> list[set[Any]]:
+    """The aggregate ids of each read of stored events from now on."""
+    import ledger.application as application
+
+    reads: list[set[Any]] = []
+    real = application.select_events_of
+
+    def counted(recorder: Any, ids: Any) -> Any:
+        ids = list(ids)
+        reads.append(set(ids))
+        return real(recorder, ids)
+
+    monkeypatch.setattr(application, "select_events_of", counted)
+    return reads
+
+
+def test_a_batch_reads_its_signers_once_when_nothing_was_recorded_meanwhile(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain = build_chain(world)
+    envelope = world.sign(chain.kpu, "logistics.dispatched", "out.kec", dispatch_body(KEC, chain.ppk.actor))
+    ledger = world.ledger
+    ledger.repository.cache = type(ledger.repository.cache)(100)  # cold: the signer must be read
+    reads = _count_reads(ledger, monkeypatch)
+    [receipt] = ledger.submit_batch([envelope])
+    assert receipt.index > 0  # type: ignore[union-attr]
+    kpu = actor_uuid(chain.kpu.actor)
+    assert sum(kpu in ids for ids in reads) == 1, reads
+
+
+def test_a_key_revoked_after_the_signatures_were_checked_is_still_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signers read to check signatures, before the writer lock, are stale once
+    anything is recorded before the batch takes the lock: here the registrar revokes
+    the signer's key in between. The batch must decide on the registry as it is then."""
+    from ledger.envelope import decode_b64, key_id
+    from ledger.errors import Refusal
+
+    chain = build_chain(world)
+    envelope = world.sign(chain.kpu, "logistics.dispatched", "out.kec", dispatch_body(KEC, chain.ppk.actor))
+    revocation = world.registrar.sign("actor.key_revoked", chain.kpu.actor,
+                                      {"keyid": key_id(decode_b64(chain.kpu.public_key))}, issued_at=world.clock.now)  # fmt: skip
+    ledger = world.ledger
+    real = ledger._preverify
+    revoked: list[Any] = []
+    calls = 0
+
+    def preverify_then_revoke(parsed: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        found = real(parsed)
+        if calls == 1:  # the batch's: its signer still holds the key here
+            assert found[0] == {0: True}
+            revoked.append(ledger.submit(revocation))  # (its own _preverify is call 2)
+        return found
+
+    monkeypatch.setattr(ledger, "_preverify", preverify_then_revoke)
+    [result] = ledger.submit_batch([envelope])
+    assert revoked and isinstance(result, Refusal), result
+    assert "revoked" in str(result)
+    assert ledger.tlog.size == revoked[0].index + 1  # nothing after the revocation
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "lots", "4e5", "٣"])
+def test_a_bad_aggregate_cache_size_is_refused_in_one_clear_error(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger.application import aggregate_cache_size
+
+    monkeypatch.setenv("SAKSI_AGGREGATE_CACHE", value)
+    with pytest.raises(ValueError, match="SAKSI_AGGREGATE_CACHE must be a whole number"):
+        aggregate_cache_size()
+
+
+def test_the_aggregate_cache_size_comes_from_the_environment(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger.application import AGGREGATE_CACHE, Ledger
+
+    assert world.ledger.repository.cache.maxsize == AGGREGATE_CACHE
+    monkeypatch.setenv("SAKSI_AGGREGATE_CACHE", "1234")
+    ledger = Ledger(database_url="memory:", origin="saksi.test/cache", genesis=world.ledger.genesis, log_key=None)
+    try:
+        assert ledger.repository.cache.maxsize == 1234
+    finally:
+        ledger.close()
