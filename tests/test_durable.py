@@ -77,14 +77,19 @@ def test_the_log_syncs_its_checkpoint_promise_before_storing_the_checkpoint(tmp_
         ledger.close()
 
 
-def test_a_witness_syncs_what_it_saw_before_returning_its_cosignature(tmp_path: Path, calls: Calls) -> None:
+def signed_checkpoint(tmp_path: Path) -> tuple[Home, str]:
+    """A small home that recorded one dispatch, and the checkpoint its log signed."""
     home = small_home(tmp_path / "home", origin="saksi.test/durable")
     ledger = Home.load(home.path).open()
     try:
         ledger.submit(dispatch(consignment_id()))
-        note = ledger.tlog.latest_note()
+        return home, ledger.tlog.latest_note()
     finally:
         ledger.close()
+
+
+def test_a_witness_syncs_what_it_saw_before_returning_its_cosignature(tmp_path: Path, calls: Calls) -> None:
+    home, note = signed_checkpoint(tmp_path)
     key = Ed25519PrivateKey.generate()
     witness = Witness("witness-test", key, home.log_vkey(), tmp_path / "witness.state.json")
     calls.clear()
@@ -121,13 +126,7 @@ def test_two_cosigns_at_once_cannot_make_a_witness_cosign_a_fork(tmp_path: Path,
 
     from ledger.errors import InconsistentCheckpoint
 
-    home = small_home(tmp_path / "home", origin="saksi.test/durable")
-    ledger = Home.load(home.path).open()
-    try:
-        ledger.submit(dispatch(consignment_id()))
-        honest = ledger.tlog.latest_note()
-    finally:
-        ledger.close()
+    home, honest = signed_checkpoint(tmp_path)
     checkpoint = notes.parse_note(honest).checkpoint
     forked = notes.sign_checkpoint(notes.Checkpoint(checkpoint.origin, checkpoint.size, _os.urandom(32)),
                                    origin_key=home.log_key())  # fmt: skip
