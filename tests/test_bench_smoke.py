@@ -134,3 +134,28 @@ def test_a_stopped_national_run_is_spliced_into_results_as_stopped(tmp_path: Pat
     again = results.read_text()
     assert "### The national run, stopped before it finished" in again and "### The largest run" not in again
     assert "was not run on this machine" not in again and again.count("did not finish on this machine") == 1
+
+
+def test_at_scale_continues_a_kept_ledger_in_process_and_over_http(tmp_path: Path) -> None:
+    """``bench.at_scale`` records the next statements of the corpus on a home that
+    ``bench.totals --keep`` left, in-process and through a real server (no timing asserted)."""
+    cache, work = tmp_path / "cache", tmp_path / "work"
+    common = ["--scale", "0.001", "--cache", str(cache)]
+    kept = subprocess.run([sys.executable, "-m", "bench.totals", *common, "--limit", "300", "--keep",
+                           "--work", str(work), "--out", str(tmp_path / "totals.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert kept.returncode == 0, kept.stderr[-3000:]
+    home = work / "home"
+    for extra, expected in ((["--statements", "200", "--warm", "300"], "in-process from entry 300:"),
+                            (["--statements", "100", "--http"], "over HTTP, entries 500–600:")):  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "bench.at_scale", "--home", str(home), *common, *extra],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert expected in done.stdout, done.stdout
+    from ledger.home import Home
+
+    ledger = Home.load(home).open(audit=True)
+    try:
+        assert ledger.tlog.size == 600  # 300 + 200 + 100, every one recorded
+    finally:
+        ledger.close()
