@@ -347,10 +347,9 @@ class Ledger(Application):
         with self._writer(), collector_paused():
             self._fresh_cache()
             self.tlog.integrate()  # whatever a crashed writer left behind comes first
-            # The signers read for the signatures are current if nothing was recorded
-            # since: then they need not be read again.
-            current = signers if mark == self._cache_mark else {}
-            accepted = self._accept_all(parsed, verified, results, strict=strict, loaded=current)
+            if mark == self._cache_mark:  # nothing recorded since the signers were read:
+                self._remember(signers)  # they are current, and need not be read again
+            accepted = self._accept_all(parsed, verified, results, strict=strict)
             self._cache_mark = self.recorder.max_notification_id()
             if accepted:
                 self.tlog.integrate()
@@ -397,20 +396,11 @@ class Ledger(Application):
     def _accept_all(
         self, parsed: list[tuple[int, Envelope, Statement]], verified: dict[int, bool],
         results: list[Receipt | Refusal | None], *, strict: bool,
-        loaded: dict[UUID, Aggregate | None] | None = None,
     ) -> list[tuple[int, str, bool, dict[str, Any]]]:  # fmt: skip
         """Decide every statement in one unit of work (later items see earlier ones)
         and save all accepted ones in one transaction; (position, record id, duplicate,
-        envelope) of each accepted one. ``loaded``: current states already read (they
-        join the cache)."""
+        envelope) of each accepted one."""
         work = UnitOfWork(self)
-        if loaded:
-            work.loaded.update(loaded)
-            cache = self.repository.cache
-            if cache is not None:
-                for aggregate_id, aggregate in loaded.items():
-                    if aggregate is not None:
-                        cache.put(aggregate_id, aggregate)
         self._prefetch(work, [statement for _, _, statement in parsed])
         accepted: list[tuple[int, str, bool, dict[str, Any]]] = []
         size = self.tlog.size
@@ -563,6 +553,15 @@ class Ledger(Application):
         recordings = self._record(processing)
         self._take_snapshots(processing)
         self._notify(recordings)
+
+    def _remember(self, aggregates: dict[UUID, Aggregate | None]) -> None:
+        """Cache ``aggregates``, read as they are now (under the writer lock, with
+        nothing recorded since they were read); absent ones stay uncached."""
+        cache = self.repository.cache
+        if cache is not None:
+            for aggregate_id, aggregate in aggregates.items():
+                if aggregate is not None:
+                    cache.put(aggregate_id, aggregate)
 
     def _fresh_cache(self) -> None:
         """If anyone else wrote since this process last looked, forget every cached

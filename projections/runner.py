@@ -299,10 +299,9 @@ def _try_flock(handle: Any) -> bool:
     return True
 
 
-def _try_advisory_lock(url: str) -> tuple[Any, bool]:
-    """A new connection to ``url`` and whether it took the follower lock; raises
-    psycopg.Error when the database cannot be reached. A connection that did not take
-    it is closed."""
+def _try_advisory_lock(url: str) -> Any | None:
+    """A new connection to ``url`` holding the follower lock, or None when another
+    holds it; raises psycopg.Error when the database cannot be reached."""
     import psycopg
 
     connection = psycopg.connect(url, autocommit=True, connect_timeout=5,
@@ -312,10 +311,10 @@ def _try_advisory_lock(url: str) -> tuple[Any, bool]:
     except BaseException:
         connection.close()
         raise
-    if not (taken and taken[0]):
-        connection.close()
-        return connection, False
-    return connection, True
+    if taken and taken[0]:
+        return connection
+    connection.close()
+    return None
 
 
 @contextmanager
@@ -327,17 +326,15 @@ def _postgres_leadership(url: str, stop: threading.Event, pause: float) -> Itera
     connection = None
     while not stop.is_set():
         try:
-            connection, taken = _try_advisory_lock(url)
+            connection = _try_advisory_lock(url)
         except psycopg.Error as error:
             log.warning("projections: cannot reach the database to follow it, retrying: %r", error)
-            taken = False
-        if taken:
+        if connection is not None:
             break
         stop.wait(pause)
-    else:
+    if connection is None:
         yield None
         return
-    assert connection is not None
     with connection:  # closing it releases the lock
         yield _AdvisoryLease(connection)
 
