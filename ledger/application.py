@@ -14,7 +14,7 @@ import fcntl
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from copy import deepcopy
 from datetime import UTC, datetime
@@ -129,6 +129,26 @@ class Office(Aggregate):
 
 
 RECORD_TOPIC = get_topic(Record.Accepted)
+
+
+class Verification:
+    """The signature checks ``Ledger._preverify`` started: ``positions`` (in the batch)
+    are being checked; ``result()`` waits for them, position → whether it verified."""
+
+    def __init__(
+        self, positions: frozenset[int], parts: list[Future[dict[int, bool]]], done: dict[int, bool] | None = None
+    ) -> None:
+        self.positions = positions
+        self._parts = parts
+        self._done = done
+
+    def result(self) -> dict[int, bool]:
+        if self._done is None:
+            done: dict[int, bool] = {}
+            for part in self._parts:
+                done.update(part.result())
+            self._done = done
+        return self._done
 
 
 class UnitOfWork:
@@ -328,8 +348,9 @@ class Ledger(Application):
     def _submit_many(self, envelopes: list[Any], *, strict: bool) -> list[Receipt | Refusal]:
         """Check every envelope, save every accepted statement of the batch in one
         transaction, integrate, sign one checkpoint, and return a receipt or a refusal
-        per item. Signatures are verified on a thread pool before the writer lock is
-        taken (Ed25519 verification releases the GIL: both cores work)."""
+        per item. A batch's signatures are verified on a thread pool while this thread
+        takes the writer lock and decides (Ed25519 verification releases the GIL: both
+        cores work); see ``_accept_all``."""
         if self.tlog.key is None:
             raise ReadOnly("this ledger process holds no log key and records nothing")
         results: list[Receipt | Refusal | None] = [None] * len(envelopes)
@@ -343,13 +364,13 @@ class Ledger(Application):
                 if strict:
                     raise
                 results[position] = refusal
-        verified, mark, signers = self._preverify(parsed)
+        verification, mark, signers = self._preverify(parsed)
         with self._writer(), collector_paused():
             self._fresh_cache()
             self.tlog.integrate()  # whatever a crashed writer left behind comes first
             if mark == self._cache_mark:  # nothing recorded since the signers were read:
                 self._remember(signers)  # they are current, and need not be read again
-            accepted = self._accept_all(parsed, verified, results, strict=strict)
+            accepted = self._accept_all(parsed, verification, results, strict=strict)
             self._cache_mark = self.recorder.max_notification_id()
             if accepted:
                 self.tlog.integrate()
@@ -360,11 +381,11 @@ class Ledger(Application):
 
     def _preverify(
         self, parsed: list[tuple[int, Envelope, Statement]]
-    ) -> tuple[dict[int, bool], int | None, dict[UUID, Aggregate | None]]:
-        """Verify, where the signer's key is already known, each signature; position →
-        whether it verified. Unknown keys are left to ``_authorise`` (which refuses).
-        Also returns the last notification id recorded before the signers were read,
-        and the signers as read (None: not registered)."""
+    ) -> tuple[Verification, int | None, dict[UUID, Aggregate | None]]:
+        """Start verifying, where the signer's key is already known, each signature (on
+        the verifier threads for a batch of 16 or more). Unknown keys are left to
+        ``_authorise`` (which refuses). Also returns the last notification id recorded
+        before the signers were read, and the signers as read (None: not registered)."""
         jobs = []
         mark = self.recorder.max_notification_id()
         work = UnitOfWork(self)
@@ -385,21 +406,50 @@ class Ledger(Application):
                     verified[position] = False
             return verified
 
+        positions = frozenset(position for position, _, _ in jobs)
         if len(jobs) < 16:
-            return check(jobs), mark, work.loaded
+            return Verification(positions, [], check(jobs)), mark, work.loaded
         half = len(jobs) // 2  # one task per worker thread: no future per signature
-        verified: dict[int, bool] = {}
-        for part in self._verifier.map(check, [jobs[:half], jobs[half:]]):
-            verified.update(part)
-        return verified, mark, work.loaded
+        parts = [self._verifier.submit(check, jobs[:half]), self._verifier.submit(check, jobs[half:])]
+        return Verification(positions, parts), mark, work.loaded
 
     def _accept_all(
-        self, parsed: list[tuple[int, Envelope, Statement]], verified: dict[int, bool],
+        self, parsed: list[tuple[int, Envelope, Statement]], verification: Verification,
         results: list[Receipt | Refusal | None], *, strict: bool,
     ) -> list[tuple[int, str, bool, dict[str, Any]]]:  # fmt: skip
         """Decide every statement in one unit of work (later items see earlier ones)
         and save all accepted ones in one transaction; (position, record id, duplicate,
-        envelope) of each accepted one."""
+        envelope) of each accepted one.
+
+        A batch is decided while its signatures are still being checked on the other
+        core, each taken as good; the verdicts are awaited before anything is saved. If
+        one is bad, that decision is dropped unsaved and the batch decided again with
+        the verdicts (a later item may depend on the refused one)."""
+        verified = verification.result() if strict else dict.fromkeys(verification.positions, True)
+        work, accepted = self._decide_all(parsed, verified, results, strict=strict)
+        if verified != (verdicts := verification.result()):
+            for position, _, _ in parsed:
+                results[position] = None
+            work, accepted = self._decide_all(parsed, verdicts, results, strict=strict)
+        if work.changed:
+            try:
+                self._save_all(work.changed.values())
+            except IntegrityError:
+                # Only a writer outside the writer lock can get here: decide one by one.
+                self._cache_mark = -1
+                self._fresh_cache()
+                for position, *_ in accepted:
+                    results[position] = None
+                return self._accept_one_by_one(parsed, results, strict=strict)
+        return accepted
+
+    def _decide_all(
+        self, parsed: list[tuple[int, Envelope, Statement]], verified: dict[int, bool],
+        results: list[Receipt | Refusal | None], *, strict: bool,
+    ) -> tuple[UnitOfWork, list[tuple[int, str, bool, dict[str, Any]]]]:  # fmt: skip
+        """Every statement decided in one new unit of work, nothing saved; the unit and
+        (position, record id, duplicate, envelope) of each accepted one. A refusal goes
+        to ``results`` (raised when ``strict``)."""
         work = UnitOfWork(self)
         self._prefetch(work, [statement for _, _, statement in parsed])
         accepted: list[tuple[int, str, bool, dict[str, Any]]] = []
@@ -418,17 +468,7 @@ class Ledger(Application):
             if not duplicate:
                 last_at = at
             accepted.append((position, record_id, duplicate, envelope.to_json()))
-        if work.changed:
-            try:
-                self._save_all(work.changed.values())
-            except IntegrityError:
-                # Only a writer outside the writer lock can get here: decide one by one.
-                self._cache_mark = -1
-                self._fresh_cache()
-                for position, *_ in accepted:
-                    results[position] = None
-                return self._accept_one_by_one(parsed, results, strict=strict)
-        return accepted
+        return work, accepted
 
     def _accept_one_by_one(
         self, parsed: list[tuple[int, Envelope, Statement]], results: list[Receipt | Refusal | None],

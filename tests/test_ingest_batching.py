@@ -4,6 +4,7 @@ copies that a failed save can never leave changed."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from ledger.custody import consignment_uuid
 from ledger.envelope import decode_statement
 from ledger.registry import actor_uuid
 from ledger.storage import select_events_of
-from tests.conftest import KEC, Chain, World, build_chain, dispatch_body, receipt_body
+from tests.conftest import KEC, OTHER_KEC, Chain, World, build_chain, dispatch_body, receipt_body
 from tests.test_merkle import Reader, build, leaves, ref_path  # the slow, obviously correct tree
 
 
@@ -110,8 +111,8 @@ def test_verifying_before_the_writer_lock_leaves_the_cache_alone(world: World) -
     ledger = world.ledger
     ledger.repository.cache = type(ledger.repository.cache)(100)  # cold
     parsed = [(0, envelope, decode_statement(envelope))]
-    verified, _, signers = ledger._preverify(parsed)
-    assert verified == {0: True}
+    verification, _, signers = ledger._preverify(parsed)
+    assert verification.result() == {0: True}
     assert signers[actor_uuid(chain.kpu.actor)] is not None  # read, for the batch to reuse if still current
     with pytest.raises(KeyError):
         ledger.repository.cache.get(actor_uuid(chain.kpu.actor))
@@ -170,7 +171,7 @@ def test_a_key_revoked_after_the_signatures_were_checked_is_still_refused(
         calls += 1
         found = real(parsed)
         if calls == 1:  # the batch's: its signer still holds the key here
-            assert found[0] == {0: True}
+            assert found[0].result() == {0: True}
             revoked.append(ledger.submit(revocation))  # (its own _preverify is call 2)
         return found
 
@@ -200,3 +201,74 @@ def test_the_aggregate_cache_size_comes_from_the_environment(world: World, monke
         assert ledger.repository.cache.maxsize == 1234
     finally:
         ledger.close()
+
+
+def _observers(world: World, count: int) -> list[Any]:
+    """``count`` registrations of observers (any number may hold that role), signed by
+    the registrar, whose key the ledger knows: each is a signature checked on the
+    verifier threads."""
+    return [world.population.register(f"observer-{n}", f"Observer {n}", "observer", KEC, world.clock.now)
+            for n in range(count)]  # fmt: skip
+
+
+def test_a_batch_is_decided_while_its_signatures_are_still_being_checked(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verification is pipelined: a checker that waits until deciding has begun must
+    not hold the batch up (were every signature checked first, it would wait forever)."""
+    import threading
+
+    import ledger.application as application
+
+    ledger = world.ledger
+    deciding = threading.Event()
+    real_decide, real_verify = ledger._decide_all, application.verify_signature
+
+    def decide(*args: Any, **kwargs: Any) -> Any:
+        deciding.set()
+        return real_decide(*args, **kwargs)
+
+    def verify_once_deciding(envelope: Any, public_key: bytes) -> None:
+        if not deciding.wait(timeout=20):
+            raise AssertionError("every signature was checked before anything was decided")
+        real_verify(envelope, public_key)
+
+    monkeypatch.setattr(ledger, "_decide_all", decide)
+    monkeypatch.setattr(application, "verify_signature", verify_once_deciding)
+    results = ledger.submit_batch(_observers(world, 20))
+    assert [type(r).__name__ for r in results] == ["Receipt"] * 20
+
+
+def test_a_forged_signature_in_a_big_batch_refuses_it_and_what_depends_on_it(world: World) -> None:
+    """Decided as if every signature were good, the batch is decided again once one
+    turns out forged: the forged registration is refused, so is the dispatch to the
+    actor it would have registered, and nothing of the first decision is saved."""
+    from ledger.envelope import decode_b64
+    from ledger.errors import BadSignature, Refusal
+    from ledger.registry import actor_uuid
+
+    chain = build_chain(world)
+    ledger = world.ledger
+    size = ledger.tlog.size
+    items: list[Any] = _observers(world, 20)
+    newcomer = world.population.register("ppk-metro-selatan", "PPK Metro Selatan", "ppk", OTHER_KEC, world.clock.now)
+    forged = newcomer.to_json()
+    signature = bytearray(decode_b64(forged["signatures"][0]["sig"]))
+    signature[0] ^= 0xFF
+    forged["signatures"][0]["sig"] = base64.b64encode(bytes(signature)).decode()
+    items[10] = forged
+    items.append(world.sign(chain.kpu, "logistics.dispatched", "out.selatan",
+                            dispatch_body(OTHER_KEC, "ppk-metro-selatan")))  # fmt: skip
+    results = ledger.submit_batch(items)
+    assert isinstance(results[10], BadSignature), results[10]
+    assert isinstance(results[20], Refusal) and not isinstance(results[20], BadSignature), results[20]
+    assert "ppk-metro-selatan" in str(results[20])
+    accepted = [r for n, r in enumerate(results) if n not in (10, 20)]
+    assert [r.index for r in accepted] == list(range(size, size + 19))  # type: ignore[union-attr]
+    assert ledger.tlog.size == size + 19
+    assert UnitOfWork(ledger).get(actor_uuid("ppk-metro-selatan")) is None
+    with pytest.raises(Exception, match="out.selatan"):
+        ledger.consignment("out.selatan")
+    # And the same envelopes, signed properly, go in afterwards.
+    assert ledger.submit(newcomer).index == size + 19
+    assert ledger.submit(items[20]).index == size + 20

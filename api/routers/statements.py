@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
@@ -13,6 +14,7 @@ from api.problems import PROBLEM_RESPONSES, ProblemError, from_saksi_error
 from api.schemas import BatchItem, EnvelopeIn, ReceiptOut
 from ledger.canonical import JSONRefused, strict_loads
 from ledger.errors import MalformedEnvelope, SaksiError
+from ledger.log import Receipt
 
 router = APIRouter(prefix="/v1/statements", tags=["statements"])
 
@@ -71,7 +73,7 @@ async def submit(request: Request, response: Response, runtime: RuntimeDep) -> R
     "/batch", response_model=list[BatchItem], responses=PROBLEM_RESPONSES,
     openapi_extra=_json_body({"type": "array", "maxItems": 1000, "items": inline_schema(EnvelopeIn)}),
 )  # fmt: skip
-async def submit_batch(request: Request, runtime: RuntimeDep) -> list[BatchItem]:
+async def submit_batch(request: Request, runtime: RuntimeDep) -> Response:
     """Record up to 1,000 envelopes, each on its own: results in order, each a receipt
     (201, or 200 for a duplicate) or a problem. Accepted ones are durable whatever
     happens to the rest."""
@@ -85,14 +87,18 @@ async def submit_batch(request: Request, runtime: RuntimeDep) -> list[BatchItem]
     if len(items) > runtime.settings.max_batch_items:
         raise ProblemError(413, f"a batch holds at most {runtime.settings.max_batch_items} envelopes", "batch-too-large")
     results = await run_in_threadpool(runtime.ledger.submit_batch, items)
-    out = []
-    for result in results:
-        if isinstance(result, SaksiError):
-            problem = from_saksi_error(result)
-            out.append(BatchItem(status=problem["status"], problem=problem))  # type: ignore[arg-type]
-        else:
-            out.append(BatchItem(status=200 if result.duplicate else 201, receipt=ReceiptOut(**result.to_json())))
-    return out
+    return Response(orjson.dumps([batch_item(result) for result in results]), media_type="application/json")
+
+
+def batch_item(result: Receipt | SaksiError) -> dict[str, Any]:
+    """One item of a batch's answer, as ``BatchItem`` serialises it. A receipt's fields
+    are plain strings and integers: encoded directly, they cost a twentieth of building
+    two validated models per item (at 1,000 items, a tenth of a batch's time on the
+    server); the rare problem goes through the model."""
+    if isinstance(result, SaksiError):
+        problem = from_saksi_error(result)
+        return BatchItem(status=problem["status"], problem=problem).model_dump(mode="json")  # type: ignore[arg-type]
+    return {"status": 200 if result.duplicate else 201, "receipt": result.to_json(), "problem": None}
 
 
 @router.get("/schemas/{statement_type}", responses=PROBLEM_RESPONSES)
