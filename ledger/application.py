@@ -129,6 +129,10 @@ class Office(Aggregate):
 
 
 RECORD_TOPIC = get_topic(Record.Accepted)
+# Saved once and read again only for a resubmitted statement or a reused key: not put in
+# the aggregate cache on save, where each batch's 1,000 records pushed out the actors and
+# consignments the next batches read.
+WRITE_ONCE = (Record, KeyOwner)
 
 
 class Verification:
@@ -585,11 +589,13 @@ class Ledger(Application):
         ``_notify``) less its per-object protocol checks (``isinstance`` against
         runtime-checkable protocols costs more than a whole event's encoding): these are
         always our aggregates, never bare events. Its deprecated ``notify(events)`` hook,
-        which Ledger does not use, is not called."""
+        which Ledger does not use, is not called. Records and key owners are saved but
+        not cached (``WRITE_ONCE``)."""
         processing = ProcessingEvent()
         for aggregate in aggregates:
             processing.events.extend(aggregate.collect_events())
-            processing.aggregates[aggregate.id] = aggregate
+            if not isinstance(aggregate, WRITE_ONCE):  # what _record caches
+                processing.aggregates[aggregate.id] = aggregate
         recordings = self._record(processing)
         self._take_snapshots(processing)
         self._notify(recordings)

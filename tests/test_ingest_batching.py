@@ -272,3 +272,27 @@ def test_a_forged_signature_in_a_big_batch_refuses_it_and_what_depends_on_it(wor
     # And the same envelopes, signed properly, go in afterwards.
     assert ledger.submit(newcomer).index == size + 19
     assert ledger.submit(items[20]).index == size + 20
+
+
+def test_records_and_key_owners_are_saved_but_not_cached(world: World) -> None:
+    """What is written once and read again only for a resubmission or a reused key stays
+    out of the aggregate cache, where it would push out what the next batches read."""
+    from ledger.application import KeyOwner, record_uuid
+    from ledger.envelope import decode_b64, key_id
+
+    ledger = world.ledger
+    observer = world.population.register("observer-x", "Observer X", "observer", KEC, world.clock.now)
+    chain = build_chain(world)
+    dispatch = world.sign(chain.kpu, "logistics.dispatched", "out.kec", dispatch_body(KEC, chain.ppk.actor))
+    ledger.submit_batch([observer, dispatch])
+    cache = ledger.repository.cache
+    cache.get(actor_uuid("observer-x"))  # raises KeyError if absent
+    cache.get(consignment_uuid("out.kec"))
+    owner = KeyOwner.create_id(key_id(decode_b64(world.signer("observer-x").public_key)))
+    for uncached in (record_uuid(decode_statement(observer).id), record_uuid(decode_statement(dispatch).id), owner):
+        with pytest.raises(KeyError):
+            cache.get(uncached)
+    # Saved all the same: a resubmission gets its first receipt, the key stays taken.
+    assert UnitOfWork(ledger).get(owner).actor_id == "observer-x"
+    first = ledger.tlog.size - 2
+    assert [r.index for r in ledger.submit_batch([observer, dispatch])] == [first, first + 1]  # type: ignore[union-attr]
