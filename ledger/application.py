@@ -30,7 +30,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from ledger import custody, notes, registry
-from ledger.collector import collector_paused
+from ledger.collector import collector_paused, settle
 from ledger.commitments import Commitment, Pledge, handle_commitment, handle_pledge
 from ledger.custody import Consignment
 from ledger.envelope import (
@@ -381,6 +381,7 @@ class Ledger(Application):
                 note = self.tlog.publish()  # under the writer lock: still the latest below
                 for position, receipt in self.tlog.receipts(accepted, note=note).items():
                     results[position] = receipt
+            settle()  # what the batch left alive, the cache mostly, out of the collector's sight
         return results  # type: ignore[return-value]
 
     def _preverify(

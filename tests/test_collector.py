@@ -72,3 +72,73 @@ def test_cycles_made_while_paused_are_collected_afterwards() -> None:
         assert not collected.is_set()
     gc.collect()
     assert collected.is_set()
+
+
+class Node:
+    """Something the collector tracks that can be made into a cycle."""
+
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+def cycle() -> tuple[Node, weakref.ref[Node]]:
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return a, weakref.ref(a)
+
+
+def tracked(thing: object) -> bool:
+    """Whether the collector still looks at ``thing`` (frozen objects it does not)."""
+    return any(o is thing for o in gc.get_objects())
+
+
+@pytest.fixture
+def fresh_freezer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from ledger import collector
+
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()  # what the test process holds: out of the way, as after a full collection
+    monkeypatch.setattr(collector, "_alive_at_full", gc.get_freeze_count())
+    monkeypatch.setattr(collector, "_frozen_since_count", 0)
+    yield
+    gc.unfreeze()
+
+
+def test_settle_collects_the_young_cycles_and_freezes_what_is_alive(fresh_freezer: None) -> None:
+    from ledger.collector import settle
+
+    kept = [Node() for _ in range(10)]
+    garbage, gone = cycle()
+    del garbage
+    settle()
+    assert gone() is None  # the dropped cycle was collected
+    assert not tracked(kept[0]) and not tracked(kept)  # the survivors are frozen
+    assert gc.get_freeze_count() >= len(kept)
+
+
+def test_frozen_garbage_is_kept_while_the_cache_turns_over_and_collected_when_it_doubles(
+    fresh_freezer: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ledger import collector
+
+    monkeypatch.setattr(collector, "FULL_AFTER", 1000)
+    alive = collector._alive_at_full
+    garbage, gone = cycle()
+    collector.settle()
+    assert not tracked(garbage)  # frozen while alive
+    del garbage
+    # Turning over twice as many objects as are alive, a quarter at a time (frozen, then
+    # freed by reference counting, as the cache drops what it held), counts the frozen
+    # ones but makes no full collection.
+    for _ in range(8):
+        churn = [Node() for _ in range(alive // 4)]
+        collector.settle()
+        del churn
+    assert collector._alive_at_full == alive  # no full collection was made
+    assert gone() is not None
+    # Doubling them makes a full collection, which finds the garbage.
+    grown = [Node() for _ in range(alive + 1000)]
+    collector.settle()
+    assert gone() is None
+    assert not tracked(grown[0])  # and what is alive is frozen again
