@@ -162,6 +162,7 @@ def fuzz_operation(
         warnings.simplefilter("always", ResourceWarning)
         _fuzz_modes(operation, report, examples=examples, derandomize=derandomize, seed=seed, base_url=base_url,
                     stream=stream)
+        gc.unfreeze()  # what the write path froze (ledger.collector.settle) is looked at too
         gc.collect()  # what the app left unclosed shows up now, attributed to this operation
     for leak in leaks:
         report.note_failure("the app leaked a resource: " + re.sub(r" (object )?at 0x[0-9a-f]+", "", str(leak.message)),
