@@ -290,3 +290,54 @@ def submit_in_process(home: Path, corpus: Corpus, start: int, end: int, *, batch
                     ledger.submit(envelope)
     finally:
         ledger.close()
+
+
+# ---------------------------------------------------------------- item 2 alone
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.ingest [--scale S] [--runs N]``: the ingest runs of ``python -m
+    bench`` (the same ``run`` on the same corpus), without the rest of the suite, for a
+    quick look at item 2 after a change. Prints each run's ratios and their min / median /
+    max; writes nothing (RESULTS.md comes from the whole suite only)."""
+    import argparse
+    import tempfile
+
+    from bench import corpus as corpora
+    from bench.measure import Series
+
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=main.__doc__)
+    parser.add_argument("--scale", type=float, default=0.01, help="fraction of the country (default 0.01)")
+    parser.add_argument("--limit", type=int, help="use only the first N statements of the schedule")
+    parser.add_argument("--runs", type=int, default=3, help="runs (default 3)")
+    parser.add_argument("--single", type=int, help="statements sent one by one (default min(2000, N/10))")
+    parser.add_argument("--batch", type=int, default=1000, help="envelopes per batch request (default 1000)")
+    parser.add_argument("--cache", type=Path, default=ROOT / "bench" / "cache")
+    args = parser.parse_args(argv)
+    used = corpora.load(args.scale, cache=args.cache, limit=args.limit)
+    single = args.single if args.single is not None else max(1, min(2000, used.size // 10))
+    if not 0 < single < used.size:
+        parser.error(f"--single must be between 1 and {used.size - 1}")
+    batch = Series("batch ingest, POST /v1/statements/batch", "throughput", used.size - single, goal=1.2)
+    one = Series("single POST /v1/statements vs bare verify endpoint", "throughput", single, goal=0.6)
+    floor = Series("the durable floor vs the bare endpoint", "throughput", single)
+    direct = Series("Ledger.submit, one call per statement", "throughput", single)
+    for number in range(1, args.runs + 1):
+        with tempfile.TemporaryDirectory(prefix="saksi-ingest-") as scratch:
+            done = run(used, Path(scratch), number=number, single=single, batch=args.batch)
+        batch.add(done.http_batch, done.saves_batch + done.verify_batch)
+        one.add(done.http_single, done.bare_single)
+        floor.add(done.floor_single, done.bare_single)
+        direct.add(done.direct_single, done.saves_single + done.verify_single)
+        print(f"run {number}: batch {done.batch_items / done.http_batch:,.0f}/s, ratio {batch.ratios[-1]:.2f}; "
+              f"single POST ratio {one.ratios[-1]:.2f} (durable floor {floor.ratios[-1]:.2f}); "
+              f"Ledger.submit ratio {direct.ratios[-1]:.2f}", flush=True)  # fmt: skip
+    for series in (batch, one, floor, direct):
+        low, median, high = series.summary()
+        goal = f" (goal ≥ {series.goal})" if series.goal else ""
+        print(f"{series.name}: {low:.2f} / {median:.2f} / {high:.2f}{goal}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

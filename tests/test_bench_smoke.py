@@ -159,3 +159,14 @@ def test_at_scale_continues_a_kept_ledger_in_process_and_over_http(tmp_path: Pat
         assert ledger.tlog.size == 600  # 300 + 200 + 100, every one recorded
     finally:
         ledger.close()
+
+
+def test_the_ingest_item_runs_alone(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "bench.ingest", "--scale", "0.001", "--limit", "300", "--runs", "1",
+               "--single", "20", "--cache", str(tmp_path / "cache")]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("run 1: batch ") and "single POST ratio" in lines[0]
+    assert any(line.startswith("batch ingest, POST /v1/statements/batch: ") and line.endswith("(goal ≥ 1.2)")
+               for line in lines)  # fmt: skip
