@@ -4,7 +4,6 @@ copies that a failed save can never leave changed."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import pytest
@@ -243,20 +242,16 @@ def test_a_forged_signature_in_a_big_batch_refuses_it_and_what_depends_on_it(wor
     """Decided as if every signature were good, the batch is decided again once one
     turns out forged: the forged registration is refused, so is the dispatch to the
     actor it would have registered, and nothing of the first decision is saved."""
-    from ledger.envelope import decode_b64
     from ledger.errors import BadSignature, Refusal
     from ledger.registry import actor_uuid
+    from tests.test_api import forged
 
     chain = build_chain(world)
     ledger = world.ledger
     size = ledger.tlog.size
     items: list[Any] = _observers(world, 20)
     newcomer = world.population.register("ppk-metro-selatan", "PPK Metro Selatan", "ppk", OTHER_KEC, world.clock.now)
-    forged = newcomer.to_json()
-    signature = bytearray(decode_b64(forged["signatures"][0]["sig"]))
-    signature[0] ^= 0xFF
-    forged["signatures"][0]["sig"] = base64.b64encode(bytes(signature)).decode()
-    items[10] = forged
+    items[10] = forged(newcomer)
     items.append(world.sign(chain.kpu, "logistics.dispatched", "out.selatan",
                             dispatch_body(OTHER_KEC, "ppk-metro-selatan")))  # fmt: skip
     results = ledger.submit_batch(items)
