@@ -85,6 +85,11 @@ class Envelope:
     def canonical(self) -> bytes:
         return canonical_bytes(self.to_json())
 
+    def __reduce__(self) -> tuple[type[Envelope], tuple[bytes, str, bytes, str]]:
+        # A frozen slots dataclass pickles through dataclasses.fields() on both sides; the
+        # audit's parse workers send one envelope per entry back to the auditing process.
+        return Envelope, (self.payload, self.keyid, self.sig, self.payload_type)
+
     @property
     def digest(self) -> str:
         return statement_digest(self.payload)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import pickle
 import subprocess
 import sys
 import threading
@@ -23,8 +24,13 @@ from hypothesis import strategies as st
 
 import ledger.audit as ledger_audit
 from ledger import merkle
+from ledger.application import record_uuid, record_uuid_bytes
 from ledger.audit import (
+    Brief,
     NodeChecker,
+    Replay,
+    SignatureChecker,
+    _for_the_auditor,
     audit_ledger,
     entry_leaf_bytes,
     entry_parser,
@@ -37,6 +43,7 @@ from ledger.errors import AuditFailure, NotCanonical, SaksiError
 from ledger.home import Home
 from ledger.log import leaf_bytes
 from ledger.merkle import leaf_hash
+from ledger.registry import authorise
 from ledger.statements import Statement
 from tests.test_tamper import db, home, rowid_of, template  # noqa: F401 - the demo ledger and its fixtures
 
@@ -358,3 +365,56 @@ def test_the_parse_workers_are_shut_down_when_the_audit_cannot_start(home: Path,
     finally:
         ledger.close()
     assert closed == ["parser"]
+
+
+# ---------------------------------------------------------------- what a parse worker sends back
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_record_uuid_bytes_are_the_record_uuids_bytes(statement_id: str) -> None:
+    assert record_uuid_bytes(statement_id) == record_uuid(statement_id).bytes
+
+
+def test_an_envelope_survives_pickling() -> None:
+    envelope = Envelope(b'{"a":1}', "ab" * 32, bytes(range(64)), "text/plain")
+    copy = pickle.loads(pickle.dumps(envelope))
+    assert copy == envelope and type(copy) is Envelope
+
+
+def test_a_brief_is_authorised_as_its_statement(home: Path) -> None:  # noqa: F811 - the fixture
+    """Workers send the auditing process a Brief for every statement outside the registry:
+    at every such entry of the demo, the Brief's verdict is its statement's, and so is the
+    refusal when the statement is put in the mouth of each other signer seen so far."""
+    loaded = Home.load(home)
+    ledger = loaded.open(audit=True)
+    replay = Replay(ledger.genesis, SignatureChecker(0))
+    signers: dict[str, None] = {}
+    compared = refused = 0
+    try:
+        for index, (_, _, notification) in enumerate(records(ledger)):
+            accepted = ledger.mapper.to_domain_event(notification)
+            envelope, statement = parse_entry(index, accepted.envelope)
+            at = ledger.tlog.store.entries(index, index + 1)[0][3]
+            parsed = _for_the_auditor(("parsed", at, envelope, b"", True, statement))
+            if parsed[-1] is not None:
+                brief = Brief._make(parsed[-1])
+                assert brief == (statement.type, statement.actor, statement.region)
+                for signer in [statement.actor, *signers]:
+                    model = statement.model.model_copy(update={"actor": signer})
+                    as_made = Statement(model, statement.body, statement.payload, statement.digest)
+                    verdicts = []
+                    for candidate in (as_made, brief._replace(actor=signer)):
+                        try:
+                            verdicts.append(authorise(replay.registry, candidate, envelope.keyid, at))
+                        except SaksiError as error:
+                            verdicts.append((type(error), str(error)))
+                    assert verdicts[0] == verdicts[1]
+                    refused += isinstance(verdicts[0], tuple)
+                compared += 1
+                signers[statement.actor] = None
+            replay.parsed(index, at, envelope, statement)
+    finally:
+        replay.close()
+        ledger.close()
+    assert compared > 20 and refused > 20
