@@ -8,11 +8,13 @@ time) finds what the inline audit finds, at the same index, with the same messag
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import pickle
 import subprocess
 import sys
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -418,3 +420,37 @@ def test_a_brief_is_authorised_as_its_statement(home: Path) -> None:  # noqa: F8
         replay.close()
         ledger.close()
     assert compared > 20 and refused > 20
+
+
+def test_the_audit_pauses_the_collector_and_still_collects_cycles(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The audit runs with the cycle collector paused and settles it every CHUNK entries:
+    the cycles its entries make are collected as it goes, not kept to the end."""
+    monkeypatch.setattr(ledger_audit, "CHUNK", 100)
+    made: list[int] = []
+    freed: list[int] = []
+    seen: list[tuple[int, int, bool]] = []
+    authorise_ = ledger_audit.registry.authorise
+
+    class Cycle:
+        pass
+
+    def authorise_with_a_cycle(*args: Any) -> Any:
+        cycle = Cycle()
+        cycle.me = cycle  # type: ignore[attr-defined]
+        weakref.finalize(cycle, freed.append, 1)
+        made.append(1)
+        return authorise_(*args)
+
+    monkeypatch.setattr(ledger_audit.registry, "authorise", authorise_with_a_cycle)
+    loaded = Home.load(home)
+    ledger = loaded.open(audit=True)
+    try:
+        report = audit_ledger(ledger, log_key=loaded.log_vkey(), processes=0, workers=0,
+                              progress=lambda done: seen.append((done, len(freed), gc.isenabled())))  # fmt: skip
+    finally:
+        ledger.close()
+    assert gc.isenabled()
+    assert report.size == 800 and len(made) == 799  # every entry but the genesis registration
+    assert not any(enabled for _, _, enabled in seen)
+    done, collected, _ = seen[-2]  # the last chunk's progress, before the final report
+    assert done == 800 and collected >= 700
