@@ -31,6 +31,7 @@ from typing import Any
 from bench.corpus import Corpus
 from bench.measure import ROOT, step
 from ledger import ed25519
+from ledger.accepted import record_state
 from ledger.audit import audit_ledger, parse_entry, records
 from ledger.envelope import PAYLOAD_TYPE, pae
 from ledger.home import Home
@@ -58,7 +59,7 @@ def floor(home: Path, corpus: Corpus) -> dict[str, float]:
     started = time.perf_counter()
     try:
         for index, (_, _, notification) in enumerate(records(ledger)):
-            envelope, _ = parse_entry(index, ledger.mapper.to_domain_event(notification).envelope)
+            envelope, _ = parse_entry(index, record_state(ledger.mapper, notification.state)["envelope"])
             triples.append((corpus.keys[envelope.keyid], pae(PAYLOAD_TYPE, envelope.payload), envelope.sig))
     finally:
         ledger.close()

@@ -17,10 +17,27 @@ from functools import cache
 from typing import Any, get_args, get_origin
 
 import orjson
+from eventsourcing.persistence import JSONTranscoder, Mapper
 from pydantic import BaseModel
 
 from ledger.envelope import statement_digest
 from ledger.statements import BODIES, Statement, StatementModel
+
+
+def record_state(mapper: Mapper[Any], state: bytes) -> Any:
+    """A stored ``Record.Accepted`` event's state decoded as ``mapper.to_domain_event``
+    decodes it (cipher, compressor, transcoder), without making the event. Its envelope
+    and ``recorded_at`` hold only JSON's own types (SPEC §2: an envelope is exactly its
+    fields, all text), which JSONTranscoder decodes as json.loads does, and orjson
+    faster; JSONTranscoder's hook on every object is for the event's other fields.
+    Raises whatever the cipher, the compressor or the decoder raise."""
+    if mapper.cipher:
+        state = mapper.cipher.decrypt(state)
+    if mapper.compressor:
+        state = mapper.compressor.decompress(state)
+    if type(mapper.transcoder) is JSONTranscoder:
+        return orjson.loads(state)
+    return mapper.transcoder.decode(state)
 
 
 def accepted_statement(payload: bytes) -> Statement:

@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 from uuid import UUID
 
-from eventsourcing.persistence import PersistenceError, StoredEvent
+from eventsourcing.persistence import PersistenceError
 
 from ledger import ed25519, merkle, notes, registry
-from ledger.accepted import accepted_statement
+from ledger.accepted import accepted_statement, record_state
 from ledger.application import RECORD_TOPIC, Ledger, record_uuid_bytes
 from ledger.collector import collector_paused, settle
 from ledger.envelope import PAYLOAD_TYPE, Envelope, b64, decode_statement, pae, parse_envelope
@@ -370,27 +370,28 @@ _Row = tuple[int, tuple[int, UUID, Any], tuple[int, int, str, str]]  # index, fo
 Parsed = tuple[Any, ...]
 
 
-# A record notification as the parsers take it: originator id (its 16 bytes), version,
-# topic and state. Plain values pickle several times faster than the frozen dataclass.
-PlainRecord = tuple[bytes, int, str, bytes]
+# A record notification as the parsers take it: its originator id's 16 bytes and its
+# stored state. Plain values pickle several times faster than the frozen dataclass.
+PlainRecord = tuple[bytes, bytes]
 
 
 def _plain(notification: Any) -> PlainRecord:
-    return (notification.originator_id.bytes, notification.originator_version, notification.topic,
-            notification.state)  # fmt: skip
+    return notification.originator_id.bytes, notification.state
 
 
 def parse_record(mapper: Any, index: int, record: PlainRecord, entry_at: Any) -> Parsed:
     """Decode a record notification (as ``_plain`` gives it) and parse its entry (check 1
     but the signature): the per-entry work that needs no other entry, hence can run anywhere."""
-    originator, version, topic, state = record
+    originator, state = record
     try:
-        accepted = mapper.to_domain_event(StoredEvent(UUID(bytes=originator), version, topic, state))
+        accepted = record_state(mapper, state)
+        if type(accepted) is not dict:
+            raise ValueError("the stored state is not a JSON object")
     except Exception as error:  # a stored event that no longer decodes: tampered
-        return ("undecodable", str(error))
-    recorded_at = getattr(accepted, "recorded_at", "")
+        return ("undecodable", f"{type(error).__name__}: {error}")
+    recorded_at = accepted.get("recorded_at", "")
     try:
-        envelope, statement = parse_entry(index, getattr(accepted, "envelope", None))
+        envelope, statement = parse_entry(index, accepted.get("envelope"))
         originator_ok = record_uuid_bytes(statement.id) == originator
         # A tampered entry row may hold anything; _Walk.check refuses it before using the leaf.
         leaf = merkle.leaf_hash(entry_leaf_bytes(index, entry_at, envelope)) if isinstance(entry_at, str) else b""

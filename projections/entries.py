@@ -19,11 +19,9 @@ import binascii
 from typing import Any
 from uuid import UUID
 
-import orjson
-from eventsourcing.persistence import JSONTranscoder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from ledger.accepted import accepted_statement
+from ledger.accepted import accepted_statement, record_state
 from ledger.application import RECORD_TOPIC, Ledger
 from projections.base import Entry
 
@@ -67,10 +65,6 @@ def _record_envelopes(
     does). On SQLite the rows are read as ``select_notifications`` reads them, without
     making a Notification and a UUID of each."""
     mapper = ledger.mapper
-    # An envelope holds only JSON's own types (SPEC §2: exactly its fields, all text), which
-    # JSONTranscoder decodes as json.loads does, and orjson faster; its hook on every object is
-    # for other fields.
-    decode = _json_state if type(mapper.transcoder) is JSONTranscoder else mapper.transcoder.decode
     recorder = ledger.recorder
     rows: list[tuple[int, str, bytes]]
     if type(recorder) is SQLiteApplicationRecorder:
@@ -86,16 +80,8 @@ def _record_envelopes(
         rows = [(n.id, n.originator_id.hex, n.state) for n in page]  # type: ignore[union-attr]
     found = {}
     for notification_id, originator_id, state in rows:
-        if mapper.cipher:
-            state = mapper.cipher.decrypt(state)
-        if mapper.compressor:
-            state = mapper.compressor.decompress(state)
-        found[notification_id] = (originator_id, decode(state)["envelope"])
+        found[notification_id] = (originator_id, record_state(mapper, state)["envelope"])
     return found
-
-
-def _json_state(state: bytes) -> Any:
-    return orjson.loads(state)
 
 
 def _envelope_of(ledger: Ledger, record_id: str) -> dict[str, Any]:
