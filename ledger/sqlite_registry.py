@@ -28,7 +28,7 @@ import orjson
 
 from ledger.registry import Actor, actor_uuid
 
-CACHED_ACTORS = 16384
+CACHED_ACTORS = 4096
 PAGE_CACHE_KIB = 4096
 
 _SCHEMA = """
