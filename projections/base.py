@@ -54,7 +54,7 @@ class Sql:
         self.postgres = dialect == "postgres"
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> Sql:
-        self.cursor.execute(sql.replace("?", "%s") if self.postgres else sql, params)
+        self._execute(sql, params)
         return self
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -62,16 +62,20 @@ class Sql:
             self.cursor.executemany(sql.replace("?", "%s") if self.postgres else sql, rows)
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self.run(sql, params).cursor.fetchone()
+        return self._execute(sql, params).fetchone()
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return list(self.run(sql, params).cursor.fetchall())
+        return list(self._execute(sql, params).fetchall())
 
     def chunks(self, sql: str, size: int) -> Iterator[list[Any]]:
         """The rows of ``sql``, ``size`` at a time (the cursor is busy until the last)."""
-        cursor = self.run(sql).cursor
+        cursor = self._execute(sql, ())
         while rows := list(cursor.fetchmany(size)):
             yield rows
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> Any:
+        self.cursor.execute(sql.replace("?", "%s") if self.postgres else sql, params)
+        return self.cursor
 
     @contextmanager
     def deleting_plainly(self) -> Iterator[None]:
@@ -101,6 +105,36 @@ class Sql:
         commit. PostgreSQL needs nothing here."""
         if not self.postgres:
             self.run(f"UPDATE {table} SET position = position WHERE 0")
+
+
+class Plan(Sql):
+    """The writes of projections applying a batch, worked out in a read transaction and
+    made later in a write transaction (``replay``), so that the database's write lock is
+    held only while they are made. Projections read with ``one``, ``all`` and ``chunks``
+    (answered at once, from the read transaction) and write with ``run`` and ``many``
+    (kept, in order): a read does not see the batch's own writes, so a projection that
+    reads what it wrote keeps its rows in memory (``Rows``)."""
+
+    def __init__(self, sql: Sql) -> None:
+        super().__init__(sql.cursor, "postgres" if sql.postgres else "sqlite")
+        self.writes: list[tuple[str, Sequence[Any], bool]] = []
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> Plan:
+        self.writes.append((sql, tuple(params), False))
+        return self
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.writes.append((sql, list(rows), True))  # a copy: callers may reuse their list
+
+    def replay(self, sql: Sql) -> None:
+        """Make the kept writes through ``sql``, in the order they were asked for."""
+        for statement, params, many in self.writes:
+            if many:
+                sql.many(statement, params)  # type: ignore[arg-type]
+            else:
+                sql.run(statement, params)
+        self.writes.clear()
 
 
 class Rows:

@@ -14,11 +14,11 @@ from ledger.statements import (
     PledgeViolationReported,
     PledgeViolationRuled,
 )
-from projections.base import Entry, Projection, Sql, dumps, loads
+from projections.base import Entry, Rows, RowsProjection, Sql, dumps, loads
 from projections.custody import _hop
 
 
-class CommitmentsProjection(Projection):
+class CommitmentsProjection(RowsProjection):
     name = "commitments"
     tables = {
         "v_commitments": (
@@ -29,23 +29,27 @@ class CommitmentsProjection(Projection):
         ),
     }
 
-    def apply(self, sql: Sql, entry: Entry) -> None:
+    row_table, row_key = "v_commitments", "id"
+    columns = ("id", "declarer", "region", "race", "kind", "title", "text", "document_sha256", "declaration",
+               "endorsements", "breach_reports")  # fmt: skip
+
+    def _apply(self, rows: Rows, entry: Entry) -> None:
         statement, body = entry.statement, entry.statement.body
         if isinstance(body, CommitmentDeclared):
-            sql.run(
-                "INSERT INTO v_commitments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '[]', '[]')",
-                (statement.subject, statement.actor, body.region, body.race, body.kind, body.title,
-                 body.text, body.document_sha256, dumps(_hop(entry))),
-            )  # fmt: skip
+            rows.insert({
+                "id": statement.subject, "declarer": statement.actor, "region": body.region, "race": body.race,
+                "kind": body.kind, "title": body.title, "text": body.text, "document_sha256": body.document_sha256,
+                "declaration": dumps(_hop(entry)), "endorsements": "[]", "breach_reports": "[]",
+            })  # fmt: skip
         elif isinstance(body, CommitmentEndorsed | CommitmentBreachReported):
             column = "endorsements" if isinstance(body, CommitmentEndorsed) else "breach_reports"
-            row = sql.one(f"SELECT {column} FROM v_commitments WHERE id = ?", (statement.subject,))
+            row = rows.get(statement.subject)
             if row is not None:
                 added = loads(row[column]) + [{**_hop(entry), **body.model_dump(exclude_none=True)}]
-                sql.run(f"UPDATE v_commitments SET {column} = ? WHERE id = ?", (dumps(added), statement.subject))
+                rows.update(statement.subject, **{column: dumps(added)})
 
 
-class PledgesProjection(Projection):
+class PledgesProjection(RowsProjection):
     name = "pledges"
     tables = {
         "v_pledges": (
@@ -56,18 +60,21 @@ class PledgesProjection(Projection):
         ),
     }
 
-    def apply(self, sql: Sql, entry: Entry) -> None:
+    row_table, row_key = "v_pledges", "id"
+    columns = ("id", "pledger", "institution", "region", "undertakings", "text", "valid_until", "pledge", "reports")
+
+    def _apply(self, rows: Rows, entry: Entry) -> None:
         statement, body = entry.statement, entry.statement.body
         if isinstance(body, PledgeMade):
-            sql.run(
-                "INSERT INTO v_pledges VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]')",
-                (statement.subject, statement.actor, body.institution, body.region,
-                 dumps(body.undertakings), body.text, body.valid_until, dumps(_hop(entry))),
-            )  # fmt: skip
+            rows.insert({
+                "id": statement.subject, "pledger": statement.actor, "institution": body.institution,
+                "region": body.region, "undertakings": dumps(body.undertakings), "text": body.text,
+                "valid_until": body.valid_until, "pledge": dumps(_hop(entry)), "reports": "[]",
+            })  # fmt: skip
             return
         if not isinstance(body, PledgeViolationReported | PledgeViolationRuled):
             return
-        row = sql.one("SELECT reports FROM v_pledges WHERE id = ?", (statement.subject,))
+        row = rows.get(statement.subject)
         if row is None:
             return
         reports = loads(row["reports"])
@@ -77,7 +84,7 @@ class PledgesProjection(Projection):
             for report in reports:
                 if report["digest"] == statement.refs[0]:
                     report["ruling"] = {**_hop(entry), **body.model_dump(exclude_none=True)}
-        sql.run("UPDATE v_pledges SET reports = ? WHERE id = ?", (dumps(reports), statement.subject))
+        rows.update(statement.subject, reports=dumps(reports))
 
 
 def _decode(row: Any, columns: tuple[str, ...]) -> dict[str, Any]:

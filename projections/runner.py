@@ -24,7 +24,7 @@ from ledger.application import RECORD_TOPIC, Ledger
 from ledger.collector import collector_paused
 from ledger.storage import SQLiteConnectionPool, schema_lock
 from projections.actors import ActorsProjection, TrailProjection
-from projections.base import Projection, Sql
+from projections.base import Plan, Projection, Sql
 from projections.custody import CustodyProjection, ReadinessProjection
 from projections.entries import read_entries
 from projections.registers import CommitmentsProjection, PledgesProjection
@@ -86,7 +86,14 @@ class Projector:
 
     def _catch_up(self, projections: Sequence[Projection], *, batch: int,
                   progress: Callable[[int], None] | None = None) -> int:  # fmt: skip
-        """``catch_up`` of ``projections`` only (others may be caught up by another process)."""
+        """``catch_up`` of ``projections`` only (others may be caught up by another process).
+
+        Each batch's writes are worked out in a read transaction (``Plan``) and made in a
+        write transaction that first checks that no projection moved meanwhile: the
+        database's write lock is held only while they are made, so the ledger's writers
+        (and a rebuild's other process) wait for it less. A projection's tables are a
+        function of its position, so equal positions mean the rows the plan read are
+        still there."""
         names = {p.name for p in projections}
         with self._lock:
             while True:
@@ -96,22 +103,32 @@ class Projector:
                 if low >= size:
                     return size
                 entries = read_entries(self.ledger, low, min(size, low + batch))  # read before writing
-                with self._process_lock(), self.sql(commit=True) as sql:
-                    if sql.postgres:  # released at commit or rollback
-                        sql.run("SELECT pg_advisory_xact_lock(?)", (PROJECTION_LOCK_ID,))
-                    sql.take_write_lock(TRACKING)
-                    current = sql.all(f"SELECT name, position FROM {TRACKING}")
-                    if {r["name"]: r["position"] for r in current if r["name"] in names} != positions:
+                with self.sql() as sql:
+                    if sql.postgres:  # positions and rows from one snapshot
+                        sql.run("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    if self._positions(sql, names) != positions:
                         continue  # another process projected meanwhile: look again
+                    plan = Plan(sql)
                     for projection in projections:
                         position = positions[projection.name]
                         todo = entries if position == low else [e for e in entries if e.index >= position]
                         if todo:
-                            projection.apply_batch(sql, todo)
-                            sql.run(f"UPDATE {TRACKING} SET position = ? WHERE name = ?",
-                                    (todo[-1].index + 1, projection.name))  # fmt: skip
+                            projection.apply_batch(plan, todo)
+                            plan.run(f"UPDATE {TRACKING} SET position = ? WHERE name = ?",
+                                     (todo[-1].index + 1, projection.name))  # fmt: skip
+                with self._process_lock(), self.sql(commit=True) as sql:
+                    if sql.postgres:  # released at commit or rollback
+                        sql.run("SELECT pg_advisory_xact_lock(?)", (PROJECTION_LOCK_ID,))
+                    sql.take_write_lock(TRACKING)
+                    if self._positions(sql, names) != positions:
+                        continue  # another process projected meanwhile: look again
+                    plan.replay(sql)
                 if progress:
                     progress(entries[-1].index + 1)
+
+    @staticmethod
+    def _positions(sql: Sql, names: set[str]) -> dict[str, int]:
+        return {r["name"]: r["position"] for r in sql.all(f"SELECT name, position FROM {TRACKING}") if r["name"] in names}
 
     @contextmanager
     def _process_lock(self) -> Iterator[None]:

@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from eventsourcing.persistence import IntegrityError
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -54,7 +55,7 @@ from projections import actors as actors_view
 from projections import custody as custody_view
 from projections import registers as registers_view
 from projections.actors import ActorsProjection, TrailProjection
-from projections.base import Entry, Projection, Sql, _row_line, dumps
+from projections.base import Entry, Projection, Rows, Sql, _row_line, dumps
 from projections.custody import CustodyProjection, ReadinessProjection
 from projections.entries import read_entries
 from projections.registers import CommitmentsProjection, PledgesProjection
@@ -427,26 +428,44 @@ class Crash(Exception):
 
 
 class PledgesCrashingAt(PledgesProjection):
-    """The pledges projection (4th of 6: custody and readiness have already applied
-    the batch's entries in the same transaction) dying on one entry."""
+    """The pledges projection (4th of 6: custody and readiness have already worked out
+    the batch's writes) dying on one entry while the batch's writes are worked out."""
 
     def __init__(self, index: int) -> None:
         self.index = index
 
-    def apply(self, sql: Sql, entry: Entry) -> None:
+    def _apply(self, rows: Rows, entry: Entry) -> None:
         if entry.index == self.index:
             raise Crash(f"power cut at entry {entry.index}")
-        super().apply(sql, entry)
+        super()._apply(rows, entry)
 
 
-def crashing_projections(index: int) -> list[Any]:
-    return [CustodyProjection(), ReadinessProjection(), CommitmentsProjection(), PledgesCrashingAt(index),
-            ActorsProjection(), TrailProjection()]  # fmt: skip
+class TrailFailingAt(TrailProjection):
+    """The trail projection (6th of 6) whose writes fail in the write transaction, after
+    the five others' writes of the batch were made in it: on the batch holding entry
+    ``index`` it also copies a row it already holds (a second primary key)."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def apply_batch(self, sql: Sql, entries: Sequence[Entry]) -> None:
+        super().apply_batch(sql, entries)
+        if any(e.index == self.index for e in entries):
+            sql.run("INSERT INTO v_trail SELECT * FROM v_trail WHERE idx = 0")
 
 
+def crashing_projections(index: int, where: str) -> list[Any]:
+    pledges, trail = (PledgesCrashingAt(index), TrailProjection()) if where == "planning" else (
+        PledgesProjection(), TrailFailingAt(index))  # fmt: skip
+    return [CustodyProjection(), ReadinessProjection(), CommitmentsProjection(), pledges, ActorsProjection(), trail]
+
+
+@pytest.mark.parametrize("where", ["planning", "writing"])
 def test_a_crash_mid_batch_rolls_back_the_whole_batch_and_a_fresh_projector_resumes(
-    tmp_path: Path, open_ledger: Callable[..., Ledger]
+    tmp_path: Path, open_ledger: Callable[..., Ledger], where: str
 ) -> None:
+    """A batch dies while its writes are worked out (a projection raises) or while they
+    are made (the database refuses the last projection's): either way none of it stays."""
     items = shuffled(4)
     first, second = len(items) * 2 // 5, len(items) * 4 // 5
     clock = MonotoneClock()
@@ -458,16 +477,17 @@ def test_a_crash_mid_batch_rolls_back_the_whole_batch_and_a_fresh_projector_resu
     play(ledger, clock, items[first:second])  # integrated, not yet projected
 
     # A crash inside the only batch: nothing of it stays, no projection moves.
-    crashing = Projector(ledger, crashing_projections(first + 25))
-    with pytest.raises(Crash):
+    crashing = Projector(ledger, crashing_projections(first + 25, where))
+    failure = Crash if where == "planning" else IntegrityError
+    with pytest.raises(failure):
         crashing.catch_up(batch=500)
     assert crashing.positions() == dict.fromkeys(NAMES, first)
     assert digests(crashing.status()) == before
     assert row_counts(crashing) == rows_before
 
     # A crash in the third batch of ten: the first two batches are committed whole.
-    crashing = Projector(ledger, crashing_projections(first + 25))
-    with pytest.raises(Crash):
+    crashing = Projector(ledger, crashing_projections(first + 25, where))
+    with pytest.raises(failure):
         crashing.catch_up(batch=10)
     assert crashing.positions() == dict.fromkeys(NAMES, first + 20)
     with crashing.sql() as sql:
