@@ -40,10 +40,12 @@ def record_state(mapper: Mapper[Any], state: bytes) -> Any:
     return mapper.transcoder.decode(state)
 
 
-def accepted_statement(payload: bytes) -> Statement:
+def accepted_statement(payload: bytes, value: dict[str, Any] | None = None) -> Statement:
     """The statement of an accepted payload, as ``Statement.parse`` gave it when it
-    was accepted, without validating it again. Requires a payload the ledger accepted."""
-    value = orjson.loads(payload)  # what json.loads gives for JSON the write path accepted
+    was accepted, without validating it again. Requires a payload the ledger accepted;
+    ``value``, when given, is the payload decoded (and is not changed)."""
+    if value is None:
+        value = orjson.loads(payload)  # what json.loads gives for JSON the write path accepted
     statement, body = _builder(StatementModel), _builder(BODIES[value["type"]])
     if statement is None or body is None:  # shapes _builder does not know
         return Statement.parse(value, payload=payload, digest=statement_digest(payload))

@@ -15,12 +15,13 @@ from ledger.statements import (
     ActorMandateRevoked,
     ActorRegistered,
 )
-from projections.base import Entry, Projection, Sql
+from projections.base import Entry, Projection, Sql, statement_types
 
 
 class ActorsProjection(Projection):
     name = "actors"
-    weight = 11
+    weight = 4
+    reads = statement_types(ActorRegistered, ActorKeyAdded, ActorKeyRevoked, ActorMandateGranted, ActorMandateRevoked)
     tables = {
         "v_actors": (
             "id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, "
@@ -39,7 +40,7 @@ class ActorsProjection(Projection):
             "actor, mandate_id",
         ),
     }
-    indexes = ("CREATE INDEX IF NOT EXISTS v_actor_mandates_j ON v_actor_mandates (role, jurisdiction)",)
+    indexes = {"v_actor_mandates_j": "v_actor_mandates (role, jurisdiction)"}
 
     def apply(self, sql: Sql, entry: Entry) -> None:
         self.apply_batch(sql, [entry])
@@ -48,7 +49,7 @@ class ActorsProjection(Projection):
         """New actors, keys and mandates are inserted together (in log order), before
         any revocation that follows them and at the end of the batch."""
         inserts: dict[str, list[tuple[Any, ...]]] = {"v_actors": [], "v_actor_keys": [], "v_actor_mandates": []}
-        for entry in entries:
+        for entry in self.read(entries):
             statement, body = entry.statement, entry.statement.body
             actor, index = statement.subject, entry.index
             if isinstance(body, ActorRegistered):
@@ -143,7 +144,7 @@ def actors(sql: Sql, *, role: str | None = None, jurisdiction: str | None = None
 
 class TrailProjection(Projection):
     name = "trail"
-    weight = 18
+    weight = 12
     tables = {
         "v_trail": (
             "subject TEXT NOT NULL, idx BIGINT NOT NULL, type TEXT NOT NULL, actor TEXT NOT NULL, "
@@ -152,17 +153,17 @@ class TrailProjection(Projection):
             "subject, idx",
         ),
     }
-    indexes = ("CREATE INDEX IF NOT EXISTS v_trail_digest ON v_trail (statement_digest)",)
+    indexes = {"v_trail_digest": "v_trail (statement_digest)"}
 
     def apply(self, sql: Sql, entry: Entry) -> None:
         self.apply_batch(sql, [entry])
 
     def apply_batch(self, sql: Sql, entries: Sequence[Entry]) -> None:
         rows = []
-        for e in entries:  # the statement's fields read from its model (its properties cost a call each)
-            model = e.statement.model
-            rows.append((model.subject, e.index, model.type, model.actor, e.keyid, e.statement.digest,
-                         e.leaf_hash.hex(), e.statement.region, model.issued_at, e.recorded_at))
+        for e in entries:  # every entry's fields as signed (Entry.value): its statement is not built
+            value = e.value
+            rows.append((value["subject"], e.index, value["type"], value["actor"], e.keyid, e.digest,
+                         e.leaf_hash.hex(), value["body"].get("region"), value["issued_at"], e.recorded_at))
         sql.many("INSERT INTO v_trail VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)  # fmt: skip
 
 

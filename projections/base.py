@@ -17,13 +17,14 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
 
+from ledger.accepted import accepted_statement
 from ledger.canonical import MAX_DEPTH, MAX_SAFE_INTEGER, canonical_bytes
-from ledger.statements import Statement
+from ledger.envelope import statement_digest
+from ledger.statements import BODIES, Statement
 
 # canonical_bytes' fast path: for values of ASCII keys and text, safe integers, booleans and
 # None, RFC 8785 is sorted-key JSON without spaces, which orjson writes (several times faster
@@ -35,15 +36,56 @@ _SCALARS = {str, int, bool, type(None)}
 _CONTAINERS = {dict, list, tuple}
 
 
-@dataclass(frozen=True, slots=True)
 class Entry:
-    """One log entry as projections see it."""
+    """One log entry as projections see it: where it is in the log, when it was
+    recorded, the key that signed it, its leaf hash and its statement.
 
-    index: int
-    recorded_at: str
-    statement: Statement
-    keyid: str
-    leaf_hash: bytes
+    An entry read from the log (``Entry.accepted``) builds its statement from the payload
+    only when a projection first asks for it: a process rebuilding projections that read
+    none of a type's entries (``Projection.reads``) never builds those statements.
+    ``value`` (the statement's JSON, as signed: the ledger accepted it, so its fields
+    are the model's), ``type`` and ``digest`` are there without building it."""
+
+    __slots__ = ("index", "recorded_at", "keyid", "leaf_hash", "payload", "_value", "_statement")
+
+    def __init__(self, index: int, recorded_at: str, statement: Statement, keyid: str, leaf_hash: bytes) -> None:
+        self.index, self.recorded_at, self.keyid, self.leaf_hash = index, recorded_at, keyid, leaf_hash
+        self.payload: bytes = statement.payload
+        self._value: dict[str, Any] | None = None
+        self._statement: Statement | None = statement
+
+    @classmethod
+    def accepted(cls, index: int, recorded_at: str, payload: bytes, keyid: str, leaf_hash: bytes) -> Entry:
+        """The entry of a payload the ledger accepted (its statement is not validated again)."""
+        entry = cls.__new__(cls)
+        entry.index, entry.recorded_at, entry.keyid, entry.leaf_hash = index, recorded_at, keyid, leaf_hash
+        entry.payload, entry._value, entry._statement = payload, orjson.loads(payload), None
+        return entry
+
+    @property
+    def statement(self) -> Statement:
+        if self._statement is None:
+            self._statement = accepted_statement(self.payload, self.value)
+        return self._statement
+
+    @property
+    def value(self) -> dict[str, Any]:
+        if self._value is None:
+            self._value = orjson.loads(self.payload)
+        return self._value
+
+    @property
+    def type(self) -> str:
+        return self.value["type"]  # type: ignore[no-any-return]
+
+    @property
+    def digest(self) -> str:
+        return statement_digest(self.payload) if self._statement is None else self._statement.digest
+
+
+def statement_types(*bodies: type) -> frozenset[str]:
+    """The statement types whose bodies are of the classes ``bodies``."""
+    return frozenset(kind for kind, body in BODIES.items() if body in bodies)
 
 
 class Sql:
@@ -68,8 +110,15 @@ class Sql:
         return list(self._execute(sql, params).fetchall())
 
     def chunks(self, sql: str, size: int) -> Iterator[list[Any]]:
-        """The rows of ``sql``, ``size`` at a time (the cursor is busy until the last)."""
-        cursor = self._execute(sql, ())
+        """The rows of ``sql``, ``size`` at a time (the cursor is busy until the last). On
+        SQLite, plain tuples (from a cursor of their own, in the same transaction), which
+        sqlite3 makes faster than its named rows; on PostgreSQL, dicts."""
+        if self.postgres:
+            cursor = self._execute(sql, ())
+        else:
+            cursor = self.cursor.connection.cursor()
+            cursor.row_factory = None
+            cursor.execute(sql)
         while rows := list(cursor.fetchmany(size)):
             yield rows
 
@@ -243,20 +292,36 @@ class Projection:
     name: ClassVar[str]
     # table name → (DDL column list, ORDER BY for the dump)
     tables: ClassVar[dict[str, tuple[str, str]]]
-    indexes: ClassVar[Sequence[str]] = ()
-    # Its share of a rebuild's work (applying every entry and the digest), relative to the
-    # others: a parallel rebuild splits the projections into groups of about equal weight.
+    # index name → what it indexes ("table (columns)"): for the API's queries, not for
+    # applying entries (a rebuild drops them and builds them once at its end)
+    indexes: ClassVar[dict[str, str]] = {}
+    # Its share of a rebuild's work (building the statements it reads, applying them and
+    # the digest), relative to the others: a parallel rebuild splits the projections into
+    # groups of about equal weight.
     weight: ClassVar[int] = 1
+    # The statement types of the entries it looks at (None: every entry, by ``Entry.value``
+    # only). ``apply_batch`` passes over the others, whose statements it then never builds.
+    reads: ClassVar[frozenset[str] | None] = None
 
-    def create(self, sql: Sql) -> None:
+    def create(self, sql: Sql, *, indexes: bool = True) -> None:
+        """Create its tables, and its indexes unless ``indexes`` is false, where missing."""
         for table, (columns, _) in self.tables.items():
             if sql.postgres:  # byte order, as SQLite sorts: digests agree across backends
                 columns = columns.replace(" TEXT", ' TEXT COLLATE "C"')
             sql.run(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
-        for statement in self.indexes:
-            sql.run(statement)
+        if indexes:
+            self.create_indexes(sql)
 
-    def clear(self, sql: Sql) -> None:
+    def create_indexes(self, sql: Sql) -> None:
+        for name, on in self.indexes.items():
+            sql.run(f"CREATE INDEX IF NOT EXISTS {name} ON {on}")
+
+    def clear(self, sql: Sql, *, drop_indexes: bool = False) -> None:
+        """Delete every row; with ``drop_indexes``, first drop the indexes too (rows are
+        then inserted faster, and ``create_indexes`` builds each index in one sort)."""
+        if drop_indexes:
+            for name in self.indexes:
+                sql.run(f"DROP INDEX IF EXISTS {name}")
         for table in self.tables:
             sql.run(f"DELETE FROM {table}")
 
@@ -266,8 +331,13 @@ class Projection:
     def apply_batch(self, sql: Sql, entries: Sequence[Entry]) -> None:
         """Apply consecutive entries, in index order, as ``apply`` one by one would.
         Projections that gain from it hold the batch's rows in memory and write them once."""
-        for entry in entries:
+        for entry in self.read(entries):
             self.apply(sql, entry)
+
+    def read(self, entries: Sequence[Entry]) -> Sequence[Entry]:
+        """The entries of the types it reads."""
+        reads = self.reads
+        return entries if reads is None else [entry for entry in entries if entry.type in reads]
 
     def dump(self, sql: Sql) -> Iterator[bytes]:
         """The digest's lines, tables by name, ``DUMP_ROWS`` rows at a time (memory does not
@@ -301,7 +371,7 @@ class RowsProjection(Projection):
 
     def apply_batch(self, sql: Sql, entries: Sequence[Entry]) -> None:
         rows = Rows(sql, self.row_table, self.row_key, self.columns)
-        for entry in entries:
+        for entry in self.read(entries):
             self._apply(rows, entry)
         rows.flush()
 
@@ -320,13 +390,19 @@ def _table_lines(table: str, names: list[str], rows: Sequence[Any]) -> bytes:
     plain_names = table.isascii() and all(name.isascii() for name in names)
     if not (plain_names and all(map(_simple_column, zip(*rows, strict=True)))):
         return b"".join(_row_line(table, names, _plain(row), plain_names=plain_names) + b"\n" for row in rows)
-    try:
-        lines = [orjson.dumps([table, dict(zip(names, row, strict=True))]) for row in rows]  # keys in order
+    if not rows:
+        return b""
+    try:  # one call for all the rows, keys in order
+        whole = orjson.dumps([[table, dict(zip(names, row, strict=True))] for row in rows])
     except orjson.JSONEncodeError:  # text orjson refuses (a lone surrogate): canonical_bytes decides
         return b"".join(_row_line(table, names, _plain(row), plain_names=plain_names) + b"\n" for row in rows)
-    text = b"\n".join(lines) + b"\n" if lines else b""
+    # ``whole`` is the lines joined by commas, in brackets. A line holds no array but its
+    # own and no bare quote inside a string, so '],["table",' is found only between lines.
+    head = orjson.dumps([table])[:-1] + b","  # '["table",' as the lines begin
+    text = whole[1:-1].replace(b"]," + head, b"]\n" + head) + b"\n"
     if text.isascii():
         return text
+    lines = text.split(b"\n")[:-1]  # a newline in a string is written \n
     return b"".join(
         (line if line.isascii() else _row_line(table, names, list(row), plain_names=True)) + b"\n"
         for line, row in zip(lines, rows, strict=True)

@@ -25,7 +25,7 @@ from ledger.statements import (
     LogisticsWitnessed,
     parse_time,
 )
-from projections.base import Entry, Rows, RowsProjection, Sql, dumps, loads
+from projections.base import Entry, Rows, RowsProjection, Sql, dumps, loads, statement_types
 
 
 def _hop(entry: Entry) -> dict[str, Any]:
@@ -44,7 +44,8 @@ def _missing(dispatched: dict[str, int], received: dict[str, int] | None) -> dic
 
 class CustodyProjection(RowsProjection):
     name = "custody"
-    weight = 18
+    weight = 14
+    reads = statement_types(LogisticsDispatched, LogisticsReceived, LogisticsWitnessed, LogisticsDiscrepancyReported)
     tables = {
         "v_consignments": (
             "id TEXT PRIMARY KEY, sender TEXT NOT NULL, receiver TEXT NOT NULL, "
@@ -55,10 +56,7 @@ class CustodyProjection(RowsProjection):
             "id",
         ),
     }
-    indexes = (
-        "CREATE INDEX IF NOT EXISTS v_consignments_region ON v_consignments (region)",
-        "CREATE INDEX IF NOT EXISTS v_consignments_parent ON v_consignments (parent)",
-    )
+    indexes = {"v_consignments_region": "v_consignments (region)", "v_consignments_parent": "v_consignments (parent)"}
 
     row_table, row_key = "v_consignments", "id"
     columns = ("id", "sender", "receiver", "direction", "region", "parent", "status", "items",
@@ -106,7 +104,9 @@ class CustodyProjection(RowsProjection):
 
 class ReadinessProjection(RowsProjection):
     name = "readiness"
-    weight = 8
+    weight = 3
+    reads = statement_types(ActorRegistered, ActorMandateGranted, LogisticsDispatched, LogisticsReceived,
+                            LogisticsDiscrepancyReported)  # fmt: skip
     tables = {
         "v_tps": (
             "tps TEXT PRIMARY KEY, consignment TEXT, status TEXT NOT NULL, due_by TEXT, "

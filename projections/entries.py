@@ -21,7 +21,7 @@ from uuid import UUID
 
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from ledger.accepted import accepted_statement, record_state
+from ledger.accepted import record_state
 from ledger.application import RECORD_TOPIC, Ledger
 from projections.base import Entry
 
@@ -44,7 +44,7 @@ def read_entries(ledger: Ledger, start: int, end: int) -> list[Entry]:
             envelope = _envelope_of(ledger, record_id)
         payload = binascii.a2b_base64(envelope["payload"])  # base64.b64decode, without its wrapper
         keyid = envelope["signatures"][0]["keyid"]
-        entries.append(Entry(index, recorded_at, accepted_statement(payload), keyid, leaves[index]))
+        entries.append(Entry.accepted(index, recorded_at, payload, keyid, leaves[index]))
     return entries
 
 

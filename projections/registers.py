@@ -14,12 +14,13 @@ from ledger.statements import (
     PledgeViolationReported,
     PledgeViolationRuled,
 )
-from projections.base import Entry, Rows, RowsProjection, Sql, dumps, loads
+from projections.base import Entry, Rows, RowsProjection, Sql, dumps, loads, statement_types
 from projections.custody import _hop
 
 
 class CommitmentsProjection(RowsProjection):
     name = "commitments"
+    reads = statement_types(CommitmentDeclared, CommitmentEndorsed, CommitmentBreachReported)
     tables = {
         "v_commitments": (
             "id TEXT PRIMARY KEY, declarer TEXT NOT NULL, region TEXT NOT NULL, race TEXT, "
@@ -51,6 +52,7 @@ class CommitmentsProjection(RowsProjection):
 
 class PledgesProjection(RowsProjection):
     name = "pledges"
+    reads = statement_types(PledgeMade, PledgeViolationReported, PledgeViolationRuled)
     tables = {
         "v_pledges": (
             "id TEXT PRIMARY KEY, pledger TEXT NOT NULL, institution TEXT NOT NULL, "

@@ -54,7 +54,10 @@ class ProjectionStatus:
 class Projector:
     """Keeps ``projections`` up to date with ``ledger``'s log."""
 
-    def __init__(self, ledger: Ledger, projections: Sequence[Projection] | None = None) -> None:
+    def __init__(self, ledger: Ledger, projections: Sequence[Projection] | None = None, *,
+                 indexes: bool = True) -> None:  # fmt: skip
+        """``indexes``: create the projections' indexes where missing (a rebuild's second
+        process does not: the rebuild dropped them, and builds them when it ends)."""
         self.ledger = ledger
         self.projections = list(projections or all_projections())
         self.by_name = {p.name: p for p in self.projections}
@@ -64,7 +67,7 @@ class Projector:
             sql.run(f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
             sql.take_write_lock(TRACKING)
             for projection in self.projections:
-                projection.create(sql)
+                projection.create(sql, indexes=indexes)
                 if sql.one(f"SELECT position FROM {TRACKING} WHERE name = ?", (projection.name,)) is None:
                     sql.run(f"INSERT INTO {TRACKING} VALUES (?, 0)", (projection.name,))
 
@@ -161,7 +164,7 @@ class Projector:
             raise ValueError(refusal)
         with self._lock, self.sql(commit=True) as sql, sql.deleting_plainly():
             for projection in chosen:
-                projection.clear(sql)
+                projection.clear(sql, drop_indexes=True)
                 sql.run(f"UPDATE {TRACKING} SET position = 0 WHERE name = ?", (projection.name,))
         groups = _split(chosen) if workers > 1 and len(chosen) > 1 else [chosen]
         with collector_paused():
@@ -175,6 +178,9 @@ class Projector:
             finally:
                 if helper is not None:
                     helper.stop()
+                with self._lock, self.sql(commit=True) as sql:  # also when the rebuild failed
+                    for projection in chosen:
+                        projection.create_indexes(sql)
         order = [p.name for p in chosen]
         return sorted(found, key=lambda s: order.index(s.name))
 
@@ -442,7 +448,7 @@ def _rebuild_in_helper(database_url: str, origin: str, genesis: Sequence[Any], e
         ledger = Ledger(database_url=database_url, origin=origin, genesis=genesis, log_key=None,
                         env=env, audit=True)  # fmt: skip
         try:
-            projector = Projector(ledger, projections)
+            projector = Projector(ledger, projections, indexes=False)
             projector._catch_up(projections, batch=REBUILD_BATCH)
             send.send([(s.name, s.size, s.digest) for s in projector.status()])
         finally:

@@ -55,7 +55,7 @@ from projections import actors as actors_view
 from projections import custody as custody_view
 from projections import registers as registers_view
 from projections.actors import ActorsProjection, TrailProjection
-from projections.base import Entry, Projection, Rows, Sql, _row_line, dumps
+from projections.base import Entry, Plan, Projection, Rows, Sql, _row_line, dumps
 from projections.custody import CustodyProjection, ReadinessProjection
 from projections.entries import read_entries
 from projections.registers import CommitmentsProjection, PledgesProjection
@@ -236,9 +236,14 @@ except RebuildFailed as error:
 found["positions"] = projector.positions()
 with projector.sql() as sql:
     found["appliers"] = sorted({row[0] for label in "ab" for row in sql.all(f"SELECT pid FROM v_who_{label}")})
+    found["indexes"] = sorted(row[0] for row in sql.all(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%'"))
 ledger.close()
 print(json.dumps(found))
 """
+
+
+PROJECTION_INDEXES = {name for projection in all_projections() for name in projection.indexes}
 
 
 def rebuild_on_two(url: str, mode: str = "") -> dict[str, Any]:
@@ -271,6 +276,7 @@ def test_a_rebuild_on_two_processes_gives_the_digests_of_one(
 
     found = rebuild_on_two(url)
     assert found["threads"] == 1
+    assert PROJECTION_INDEXES <= set(found["indexes"])  # dropped for the rebuild, built at its end
     parallel = {name: tuple(value) for name, value in found["digests"].items()}
     assert list(parallel) == [*NAMES, "who_a", "who_b"]
     assert {name: parallel[name] for name in NAMES} == followed
@@ -295,6 +301,7 @@ def test_a_failure_in_the_rebuilds_second_process_is_raised_and_a_catch_up_finis
 
     found = rebuild_on_two(url, "fail")
     assert "Crash: the second process fails at entry 0" in found["error"]
+    assert PROJECTION_INDEXES <= set(found["indexes"])  # dropped for the rebuild, built again all the same
     positions = found["positions"]
     assert positions["who_b"] == 0 and positions["who_a"] == len(items)  # that process's own group is done
     assert projector.catch_up() == len(items)  # here, who_b applies: the rest of the work gets done
@@ -430,6 +437,8 @@ class Crash(Exception):
 class PledgesCrashingAt(PledgesProjection):
     """The pledges projection (4th of 6: custody and readiness have already worked out
     the batch's writes) dying on one entry while the batch's writes are worked out."""
+
+    reads = None  # every entry, so that it can die on any
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -994,6 +1003,53 @@ def test_hand_world_replayed_from_zero_elsewhere_gives_the_same_digests(
     projector = Projector(other)
     projector.catch_up(batch=4)
     assert digests(projector.status()) == digests(hand.projector.status())
+
+
+def every_entry(projection: Projection) -> Projection:
+    """``projection`` given every entry, whatever statement types it says it reads."""
+    projection.reads = None  # type: ignore[misc]
+    return projection
+
+
+def test_a_projection_given_every_entry_agrees_with_what_it_reads(
+    hand: Hand, open_ledger: Callable[..., Ledger]
+) -> None:
+    """``Projection.reads`` leaves out only entries a projection does nothing with: given
+    every entry, each projection ends with the same digest, on the hand world (key
+    rotation, mandate grant, registers) and on the small scenario."""
+    sent = sorted(hand.sent.values(), key=lambda pair: pair[1].index)
+    worlds = [[(envelope, datetime.fromisoformat(original.recorded_at.replace("Z", "+00:00")))
+               for envelope, original in sent],
+              [(item.envelope, item.at) for item in shuffled(1)]]  # fmt: skip
+    types = set()
+    for world, genesis in zip(worlds, [hand.population.genesis, small_scenario().genesis], strict=True):
+        found = []
+        for projections in (all_projections(), [every_entry(p) for p in all_projections()]):
+            clock = MonotoneClock()
+            ledger = open_ledger("memory:", clock, genesis=genesis)
+            for envelope, when in world:
+                clock.advance_to(when)
+                ledger.submit(envelope)
+            projector = Projector(ledger, projections)
+            projector.catch_up(batch=5)
+            found.append(digests(projector.status()))
+            types |= {e.type for e in read_entries(ledger, 0, ledger.tlog.size)}
+        assert found[0] == found[1]
+    assert [p.name for p in all_projections() if p.reads is None] == ["trail"]
+    assert all(types - p.reads for p in all_projections() if p.reads is not None)  # each passes over some
+    assert types >= {t for p in all_projections() if p.reads for t in p.reads} - {"actor.mandate_revoked"}
+
+
+def test_an_entry_builds_its_statement_only_for_a_projection_that_reads_its_type(hand: Hand) -> None:
+    entries = read_entries(hand.ledger, 0, hand.ledger.tlog.size)
+    with hand.projector.sql() as sql:
+        TrailProjection().apply_batch(Plan(sql), entries)  # its rows from Entry.value
+        assert [e for e in entries if e._statement is not None] == []
+        custody = CustodyProjection()
+        custody.apply_batch(Plan(sql), entries)
+    built = {e.type for e in entries if e._statement is not None}
+    assert built == custody.reads & {e.type for e in entries}
+    assert "logistics.received" in built and "actor.registered" not in built
 
 
 # ---------------------------------------------------------------- readiness, order of reports

@@ -116,8 +116,10 @@ def tables(draw: st.DrawFn) -> tuple[str, list[str], list[list[Any]]]:
     names = sorted(
         draw(st.sets(st.sampled_from(["a", "b", "id", "\u00e9t\u00e9", "z"]), min_size=1))
     )
+    # text made of what lines begin and end with, so that '],["v_x",' turns up inside values
+    seams = st.text(alphabet='[]{},"\\\nv_x', max_size=12) | st.sampled_from(['],["v_x",{"a":', '\\"],["v_x",'])
     column = st.sampled_from(
-        [cell, st.text(alphabet="xyz", max_size=4), st.none() | st.integers(0, 9)]
+        [cell, st.text(alphabet="xyz", max_size=4), st.none() | st.integers(0, 9), seams]
     )
     kinds = [draw(column) for _ in names]
     rows = draw(st.lists(st.tuples(*kinds).map(list), max_size=6))
