@@ -14,7 +14,6 @@ incremental follow and a rebuild from zero — on any machine — give the same 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -281,7 +280,9 @@ def _safe_integers(values: list[int]) -> bool:
 
 
 def loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    """A view column's JSON (written by ``dumps``: canonical, so nothing but what orjson
+    reads as json.loads does: no integer past ±(2^53-1), no lone surrogate)."""
+    return None if text is None else orjson.loads(text)
 
 
 class Projection:

@@ -69,12 +69,14 @@ def _record_envelopes(
     rows: list[tuple[int, str, bytes]]
     if type(recorder) is SQLiteApplicationRecorder:
         with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute(
+            plain = cursor.sqlite_cursor.connection.cursor()  # tuples, not sqlite3.Row: made faster
+            plain.row_factory = None
+            plain.execute(
                 f"SELECT rowid, originator_id, state FROM {recorder.events_table_name} "
                 "WHERE rowid >= ? AND rowid <= ? AND topic = ? ORDER BY rowid LIMIT ?",
                 (first, last, RECORD_TOPIC, count),
             )
-            rows = [tuple(row) for row in cursor.fetchall()]  # type: ignore[misc]
+            rows = plain.fetchall()
     else:
         page = recorder.select_notifications(start=first, limit=count, stop=last, topics=[RECORD_TOPIC])
         rows = [(n.id, n.originator_id.hex, n.state) for n in page]  # type: ignore[union-attr]
