@@ -172,17 +172,21 @@ class Projector:
             mine = groups[0] if helper is not None else chosen
             try:
                 self._catch_up(mine, batch=REBUILD_BATCH, progress=progress)
+                self._create_indexes(mine)
                 found = self.status(mine)
                 if helper is not None:
                     found += helper.result()
             finally:
                 if helper is not None:
                     helper.stop()
-                with self._lock, self.sql(commit=True) as sql:  # also when the rebuild failed
-                    for projection in chosen:
-                        projection.create_indexes(sql)
+                self._create_indexes(chosen)  # those not built yet: also when the rebuild failed
         order = [p.name for p in chosen]
         return sorted(found, key=lambda s: order.index(s.name))
+
+    def _create_indexes(self, projections: Sequence[Projection]) -> None:
+        with self._lock, self.sql(commit=True) as sql:
+            for projection in projections:
+                projection.create_indexes(sql)
 
     def status(self, projections: Sequence[Projection] | None = None) -> list[ProjectionStatus]:
         """Each projection's (of ``projections``, all by default) name, the log size it
@@ -450,6 +454,7 @@ def _rebuild_in_helper(database_url: str, origin: str, genesis: Sequence[Any], e
         try:
             projector = Projector(ledger, projections, indexes=False)
             projector._catch_up(projections, batch=REBUILD_BATCH)
+            projector._create_indexes(projections)
             send.send([(s.name, s.size, s.digest) for s in projector.status()])
         finally:
             ledger.close()
