@@ -20,7 +20,7 @@ from projections.base import Entry, Projection, Sql, statement_types
 
 class ActorsProjection(Projection):
     name = "actors"
-    weight = 4
+    weight = 8
     reads = statement_types(ActorRegistered, ActorKeyAdded, ActorKeyRevoked, ActorMandateGranted, ActorMandateRevoked)
     tables = {
         "v_actors": (
@@ -144,7 +144,7 @@ def actors(sql: Sql, *, role: str | None = None, jurisdiction: str | None = None
 
 class TrailProjection(Projection):
     name = "trail"
-    weight = 12
+    weight = 8
     tables = {
         "v_trail": (
             "subject TEXT NOT NULL, idx BIGINT NOT NULL, type TEXT NOT NULL, actor TEXT NOT NULL, "

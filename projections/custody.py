@@ -44,7 +44,7 @@ def _missing(dispatched: dict[str, int], received: dict[str, int] | None) -> dic
 
 class CustodyProjection(RowsProjection):
     name = "custody"
-    weight = 14
+    weight = 16
     reads = statement_types(LogisticsDispatched, LogisticsReceived, LogisticsWitnessed, LogisticsDiscrepancyReported)
     tables = {
         "v_consignments": (
@@ -104,7 +104,7 @@ class CustodyProjection(RowsProjection):
 
 class ReadinessProjection(RowsProjection):
     name = "readiness"
-    weight = 3
+    weight = 6
     reads = statement_types(ActorRegistered, ActorMandateGranted, LogisticsDispatched, LogisticsReceived,
                             LogisticsDiscrepancyReported)  # fmt: skip
     tables = {
