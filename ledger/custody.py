@@ -27,7 +27,7 @@ from ledger.statements import (
 LOGISTICS_ROLES = frozenset({"kpu", "ppk", "pps", "kpps"})
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)  # a working set, not every consignment of a national log (memory)
 def consignment_uuid(consignment_id: str) -> UUID:
     return uuid5(NAMESPACE, "consignment:" + consignment_id)
 

@@ -35,7 +35,7 @@ def parent(code: str) -> str:
     return code.rsplit(".", 1)[0] if "." in code else COUNTRY
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)  # a working set, not every TPS of a national log: an audit's memory must not grow
 def check_region(code: str) -> str | None:
     """None when ``code`` names a region (or a TPS in a known village), else why not."""
     if code == COUNTRY:

@@ -70,7 +70,7 @@ SINGLE_HOLDER_ROLES = frozenset(
 )
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)  # a working set, not every actor of a national log: an audit's memory must not grow
 def actor_uuid(actor_id: str) -> UUID:
     return uuid5(NAMESPACE, "actor:" + actor_id)
 
