@@ -108,16 +108,16 @@ class Sql:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self._execute(sql, params).fetchall())
 
-    def chunks(self, sql: str, size: int) -> Iterator[list[Any]]:
+    def chunks(self, sql: str, size: int, params: Sequence[Any] = ()) -> Iterator[list[Any]]:
         """The rows of ``sql``, ``size`` at a time (the cursor is busy until the last). On
         SQLite, plain tuples (from a cursor of their own, in the same transaction), which
         sqlite3 makes faster than its named rows; on PostgreSQL, dicts."""
         if self.postgres:
-            cursor = self._execute(sql, ())
+            cursor = self._execute(sql, params)
         else:
             cursor = self.cursor.connection.cursor()
             cursor.row_factory = None
-            cursor.execute(sql)
+            cursor.execute(sql, params)
         while rows := list(cursor.fetchmany(size)):
             yield rows
 

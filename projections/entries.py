@@ -23,7 +23,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from ledger.accepted import record_state
 from ledger.application import RECORD_TOPIC, Ledger
-from projections.base import Entry
+from projections.base import Entry, Sql
 
 
 def read_entries(ledger: Ledger, start: int, end: int) -> list[Entry]:
@@ -68,15 +68,11 @@ def _record_envelopes(
     recorder = ledger.recorder
     rows: list[tuple[int, str, bytes]]
     if type(recorder) is SQLiteApplicationRecorder:
-        with recorder.datastore.transaction(commit=False) as cursor:
-            plain = cursor.sqlite_cursor.connection.cursor()  # tuples, not sqlite3.Row: made faster
-            plain.row_factory = None
-            plain.execute(
-                f"SELECT rowid, originator_id, state FROM {recorder.events_table_name} "
-                "WHERE rowid >= ? AND rowid <= ? AND topic = ? ORDER BY rowid LIMIT ?",
-                (first, last, RECORD_TOPIC, count),
-            )
-            rows = plain.fetchall()
+        query = (f"SELECT rowid, originator_id, state FROM {recorder.events_table_name} "
+                 "WHERE rowid >= ? AND rowid <= ? AND topic = ? ORDER BY rowid LIMIT ?")  # fmt: skip
+        with recorder.datastore.transaction(commit=False) as cursor:  # plain tuples (Sql.chunks)
+            rows = [row for chunk in Sql(cursor, "sqlite").chunks(query, count, (first, last, RECORD_TOPIC, count))
+                    for row in chunk]  # fmt: skip
     else:
         page = recorder.select_notifications(start=first, limit=count, stop=last, topics=[RECORD_TOPIC])
         rows = [(n.id, n.originator_id.hex, n.state) for n in page]  # type: ignore[union-attr]

@@ -12,7 +12,7 @@ import logging
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -78,8 +78,7 @@ class Projector:
 
     def positions(self) -> dict[str, int]:
         with self.sql() as sql:
-            rows = sql.all(f"SELECT name, position FROM {TRACKING}")
-        return {r["name"]: r["position"] for r in rows if r["name"] in self.by_name}
+            return self._positions(sql, self.by_name.keys())
 
     def catch_up(self, *, batch: int = 500, progress: Callable[[int], None] | None = None) -> int:
         """Apply every integrated entry not yet projected; returns the log size reflected.
@@ -130,7 +129,7 @@ class Projector:
                     progress(entries[-1].index + 1)
 
     @staticmethod
-    def _positions(sql: Sql, names: set[str]) -> dict[str, int]:
+    def _positions(sql: Sql, names: Collection[str]) -> dict[str, int]:
         return {r["name"]: r["position"] for r in sql.all(f"SELECT name, position FROM {TRACKING}") if r["name"] in names}
 
     @contextmanager
