@@ -192,11 +192,12 @@ def measure_all(args: argparse.Namespace, work: Path, results: dict[str, Any]) -
             results.setdefault("rebuild_processes", []).append(processes)
             if run % 2:
                 base = ingest.raw_verify(used, 0, n)
-                ours = audit.saksi_verify(done.home)
+                verified = audit.saksi_verify(done.home)
             else:
-                ours = audit.saksi_verify(done.home)
+                verified = audit.saksi_verify(done.home)
                 base = ingest.raw_verify(used, 0, n)
-            audited.add(ours, base)
+            audited.add(verified.seconds, base)
+            results.setdefault("audit_cpu", []).append(verified.cpu)
             results.setdefault("audit_floor", []).append({**audit.floor(done.home, used), "raw": base})
         if last_home is not None:
             shutil.rmtree(last_home.parent, ignore_errors=True)

@@ -26,7 +26,7 @@ import time
 import tracemalloc
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.corpus import Corpus
 from bench.measure import ROOT, step
@@ -40,14 +40,26 @@ from ledger.scenario import SimulatedClock
 VERIFY = [sys.executable, "-c", "from api.cli import main; main()", "verify"]
 
 
-def saksi_verify(home: Path) -> float:
-    """Wall seconds of ``saksi verify --home HOME`` (a new process, as a user runs it)."""
+class Verified(NamedTuple):
+    seconds: float  # wall
+    cpu: float  # CPU seconds of saksi verify's process and its parse workers together
+
+
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def saksi_verify(home: Path) -> Verified:
+    """``saksi verify --home HOME`` (a new process, as a user runs it): its wall seconds,
+    and the CPU seconds it used with its worker processes (which it waits for)."""
+    cpu = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run([*VERIFY, "--home", str(home)], cwd=ROOT, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     if done.returncode != 0 or "ok:" not in done.stdout:
         raise RuntimeError(f"saksi verify failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-1500:]}")
-    return seconds
+    return Verified(seconds, _children_cpu() - cpu)
 
 
 def floor(home: Path, corpus: Corpus) -> dict[str, float]:

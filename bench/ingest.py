@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.application import Application
 
 from bench.corpus import Corpus
-from bench.measure import ROOT, Stopwatch
+from bench.measure import ROOT, Stopwatch, child_processes, process_cpu
 from ledger.application import Record
 from ledger.envelope import decode_b64, statement_digest
 from ledger.home import Home
@@ -131,6 +131,13 @@ class Server:
         self.__exit__(None, None, None)
         raise RuntimeError(f"the benchmark server did not answer within 120 s; see {self.log}")
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by the server process and by its projection follower."""
+        assert self.process is not None
+        follower = [pid for pid, command in child_processes(self.process.pid).items()
+                    if "projections.follower" in command]  # fmt: skip
+        return {"server": process_cpu(self.process.pid), "follower": sum(map(process_cpu, follower))}
+
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:  # fmt: skip
         if self.process is None or self.process.poll() is not None:
@@ -160,10 +167,11 @@ def database_bytes(home: Path) -> int:
 
 
 def post_batches(client: httpx.Client, corpus: Corpus, start: int, end: int, batch: int, *,
-                 progress: Callable[[int], None] | None = None) -> float:  # fmt: skip
+                 progress: Callable[[int], None] | None = None, watch: Stopwatch | None = None) -> float:  # fmt: skip
     """Seconds of ``POST /v1/statements/batch`` requests for [start, end). Every item must be
-    201. ``progress`` is called with the statements sent so far, at most once a minute."""
-    watch = Stopwatch()
+    201. ``progress`` is called with the statements sent so far, at most once a minute.
+    ``watch``, when given, times the requests (and the client's CPU seconds in them)."""
+    watch = Stopwatch() if watch is None else watch
     done, said = 0, time.monotonic()
     for chunk in corpus.chunks(batch, start, end):
         body = ("[" + ",".join(json.dumps(e, separators=(",", ":")) for e in chunk) + "]").encode()
@@ -240,6 +248,9 @@ class IngestRun:
     verify_single: float
     database_bytes: int
     home: Path
+    # CPU seconds from the first batch request to the last response: the server process,
+    # its projection follower, and the client inside its requests (bodies encoded beforehand)
+    cpu_batch: dict[str, float] = field(default_factory=dict)
 
 
 def run(corpus: Corpus, folder: Path, *, number: int, single: int, batch: int,
@@ -260,7 +271,10 @@ def run(corpus: Corpus, folder: Path, *, number: int, single: int, batch: int,
 
     base = baselines() if number % 2 else None
     with Server(home, keys, folder / "server.log") as server, httpx.Client(base_url=server.url, timeout=600) as client:
-        http_batch = post_batches(client, corpus, 0, cut, batch)
+        started, requests = server.cpu(), Stopwatch()
+        http_batch = post_batches(client, corpus, 0, cut, batch, watch=requests)
+        ended = server.cpu()
+        cpu_batch = {name: ended[name] - started[name] for name in ended} | {"client": requests.cpu}
         copy_home(home, copy)
         if keep_copy:
             copy_home(home, folder / "before-singles")
@@ -272,7 +286,7 @@ def run(corpus: Corpus, folder: Path, *, number: int, single: int, batch: int,
     for leftover in folder.glob("raw.sqlite*"):
         leftover.unlink()
     return IngestRun(cut, single, http_batch, http_single, bare_single, floor_single, direct_single, *base,
-                     database_bytes=database_bytes(home), home=home)  # fmt: skip
+                     database_bytes=database_bytes(home), home=home, cpu_batch=cpu_batch)  # fmt: skip
 
 
 def submit_in_process(home: Path, corpus: Corpus, start: int, end: int, *, batch: int | None) -> None:

@@ -30,17 +30,51 @@ PACKAGES = ("eventsourcing", "cryptography", "PyNaCl", "rfc8785", "pydantic", "f
 
 
 class Stopwatch:
-    """Sums the time spent inside ``with watch:`` blocks (work outside them is not timed)."""
+    """Sums the time spent inside ``with watch:`` blocks (work outside them is not timed):
+    wall ``seconds``, and ``cpu``, the CPU seconds this process used meanwhile."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.cpu = 0.0
 
     def __enter__(self) -> Stopwatch:
+        self._cpu = time.process_time()
         self._start = time.perf_counter()
         return self
 
     def __exit__(self, *_: object) -> None:
         self.seconds += time.perf_counter() - self._start
+        self.cpu += time.process_time() - self._cpu
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, from Linux's
+    /proc/PID/stat; 0.0 once it is gone (or where there is no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def child_processes(pid: int) -> dict[int, str]:
+    """The child processes of ``pid`` (Linux /proc), pid → command line; {} where unknown."""
+    found: dict[int, str] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            try:
+                found[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            except OSError:
+                continue
+    return found
 
 
 @dataclass

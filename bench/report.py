@@ -194,6 +194,7 @@ def render(results: dict[str, Any]) -> str:
     out += ["", f"Goal: batch ingest ≥ 1.2 × the serial baseline — {_verdict(series['ingest_batch'])} "
             f"(median {series['ingest_batch'].summary()[1]:.2f}). Single POST ≥ 0.6 × the bare endpoint — "
             f"{_verdict(series['ingest_single'])} (median {series['ingest_single'].summary()[1]:.2f}).", ""]  # fmt: skip
+    out += _ingest_cpu(ingest_runs)
     out += _ceilings(results)
 
     # ---------------------------------------------------------------- rebuild
@@ -465,6 +466,25 @@ def total_kib(peak: dict[str, Any]) -> int:
     return int(peak.get("total_kib", peak["self_kib"]))
 
 
+def _ingest_cpu(runs: list[Any]) -> list[str]:
+    """Where the CPU went during each run's batch phase (results without it: nothing)."""
+    if not runs or not all(r.cpu_batch for r in runs):
+        return []
+    out = [
+        "CPU seconds during the batch phase, from the first request to the last response (Linux "
+        "`/proc`: the server process, its projection follower, and the client inside its requests), "
+        "against the CPU seconds the machine's two cores offer in that time:",
+        "",
+        "| run | HTTP batch | server | follower | client | total | cores busy (of 2) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for number, r in enumerate(runs, 1):
+        total = sum(r.cpu_batch.values())
+        out.append(f"| {number} | {r.http_batch:.1f} s | {r.cpu_batch['server']:.1f} s | {r.cpu_batch['follower']:.1f} s "
+                   f"| {r.cpu_batch['client']:.1f} s | {total:.1f} s | {total / r.http_batch:.2f} |")  # fmt: skip
+    return out + [""]
+
+
 def _ceilings(results: dict[str, Any]) -> list[str]:
     """What the same run's figures say the ingest ratios could reach at best."""
     runs = results["ingest_runs"]
@@ -476,6 +496,25 @@ def _ceilings(results: dict[str, Any]) -> list[str]:
     saves, verify = _med([r.saves_batch for r in runs]), _med([r.verify_batch for r in runs])
     batch_ceiling = (saves + verify) / (events * saves)
     floor = _med([r.bare_single / r.floor_single for r in runs])
+    budget: list[str] = []
+    if all(r.cpu_batch for r in runs):
+        # What the batch phase would have used with one stored event per statement, the rest as
+        # measured: the saves scale with the events (the paragraph below), nothing else changes.
+        one_event = [sum(r.cpu_batch.values()) - (events - 1) * r.saves_batch for r in runs]
+        budget = _med([2 * (r.saves_batch + r.verify_batch) / 1.2 for r in runs])
+        best = _med([(r.saves_batch + r.verify_batch) / (cpu / 2) for r, cpu in zip(runs, one_event, strict=True)])
+        budget = [
+            f"**The CPU budget.** To reach 1.2 the batch phase must end within the baseline's time / 1.2, "
+            f"in which two cores offer **{budget:.1f} CPU seconds** (median). It used "
+            f"{_med([sum(r.cpu_batch.values()) for r in runs]):.1f} (median), of which the projection follower "
+            f"alone {_med([r.cpu_batch['follower'] for r in runs]):.1f} and the client "
+            f"{_med([r.cpu_batch['client'] for r in runs]):.1f}. With one stored event per statement instead of "
+            f"{events:.2f} (that is, {events - 1:.2f} × the baseline's saves less, everything else as measured) "
+            f"it would still need {_med(one_event):.1f} CPU seconds: on two cores, fully busy, a ratio of at most "
+            f"**{best:.2f}**" + (", short of the goal: storing one event per statement would not be enough "
+                                 "by itself." if best < 1.2 else "."),
+            "",
+        ]
     return [
         f"**Ceilings, from this run's own figures.** Saksi stores {events:.2f} events per statement "
         f"(the median {_med([float(c) for c in notifications]):,.0f} notifications for {n:,} statements: "
@@ -487,6 +526,7 @@ def _ceilings(results: dict[str, Any]) -> list[str]:
         f"({events:.2f} × saves) = **{batch_ceiling:.2f}** of the baseline"
         + (", short of the goal of 1.2." if batch_ceiling < 1.2 else "."),
         "",
+        *budget,
         f"The durable floor reaches **{floor:.2f}** × the bare endpoint (median): a handler that "
         "verifies the signature and durably saves one event before it answers, and nothing else"
         + (", is already below the single-POST goal of 0.6; no endpoint that records a statement "
@@ -503,6 +543,22 @@ def _audit_ceiling(results: dict[str, Any]) -> list[str]:
     verify = _med([f["verify"] for f in floors])
     ceiling = _med([f["raw"] / ((f["parse"] + f["verify"]) / 2) for f in floors])
     entries = floors[0]["entries"]
+    cpu = results.get("audit_cpu") or []
+    used: list[str] = []
+    if cpu:
+        walls = results["series"]["audit"].ours
+        used = [
+            f"`saksi verify` used **{_med(cpu):.1f} CPU seconds** (median; its process and its parse workers "
+            f"together: {', '.join(f'{c:.1f} s in {w:.1f} s' for c, w in zip(cpu, walls, strict=True))}, "
+            f"{_med([c / w for c, w in zip(cpu, walls, strict=True)]):.2f} cores busy of 2). Parsing and "
+            f"libsodium account for {parse + verify:.1f} of them; the rest, "
+            f"{_med(cpu) - parse - verify:.1f} s, is the registry's replay (check 2, in index order, in the "
+            "auditing process), the Merkle and checkpoint checks, passing entries and signatures between "
+            "the processes, and start-up. To reach 1.6 an audit must use at most "
+            f"**{_med([2 * f['raw'] / 1.6 for f in floors]):.1f} CPU seconds** (both cores busy throughout), "
+            f"against {_med(cpu):.1f} used.",
+            "",
+        ]
     return [
         f"**Ceiling, from this run's own figures.** Reading, decoding and parsing every entry (the stored "
         f"event, the envelope, the statement: what check 1 must look at) takes {parse:.1f} s on one core "
@@ -512,7 +568,7 @@ def _audit_ceiling(results: dict[str, Any]) -> list[str]:
         f"**{ceiling:.2f}** × the raw baseline (median)"
         + (": the goal of 1.6 leaves almost no room for the rest." if ceiling < 2 else "."),
         "",
-    ]
+    ] + used
 
 
 def _big_runs() -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ fast Saksi is."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,12 @@ def test_the_harness_runs_at_smoke_scale_and_writes_a_report(tmp_path: Path) -> 
     assert "python -m bench --scale 0.001 --limit 400" in report
     assert "min / median / max over 3 runs" in report
     assert (tmp_path / "cache" / "pilkada-2024-0.001.jsonl").exists()  # the envelope cache
+    # Where the CPU went: one row per run (server, follower, client, total), the server busy
+    cpu = re.findall(r"^\| \d \| [\d.]+ s \| ([\d.]+) s \| ([\d.]+) s \| ([\d.]+) s \| ([\d.]+) s \| [\d.]+ \|$",
+                     report, re.MULTILINE)  # fmt: skip
+    assert len(cpu) == 3 and all(float(server) > 0 for server, *_ in cpu), cpu
+    assert all(float(total) >= float(server) for server, _, _, total in cpu)
+    assert "**The CPU budget.**" in report and "`saksi verify` used **" in report
 
 
 def test_the_totals_run_ingests_rebuilds_and_audits_everything(tmp_path: Path) -> None:
