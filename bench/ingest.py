@@ -345,7 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         direct.add(done.direct_single, done.saves_single + done.verify_single)
         print(f"run {number}: batch {done.batch_items / done.http_batch:,.0f}/s, ratio {batch.ratios[-1]:.2f}; "
               f"single POST ratio {one.ratios[-1]:.2f} (durable floor {floor.ratios[-1]:.2f}); "
-              f"Ledger.submit ratio {direct.ratios[-1]:.2f}", flush=True)  # fmt: skip
+              f"Ledger.submit ratio {direct.ratios[-1]:.2f}; batch-phase CPU "
+              + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in done.cpu_batch.items())
+              + f" in {done.http_batch:.1f} s; raw saves {done.saves_batch:.1f} s + verify {done.verify_batch:.1f} s",
+              flush=True)  # fmt: skip
     for series in (batch, one, floor, direct):
         low, median, high = series.summary()
         goal = f" (goal ≥ {series.goal})" if series.goal else ""
