@@ -6,6 +6,7 @@ goals that are missed.
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import hashlib
 import io
@@ -57,23 +58,16 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
-def child_processes(pid: int) -> dict[int, str]:
-    """The child processes of ``pid`` (Linux /proc), pid → command line; {} where unknown."""
-    found: dict[int, str] = {}
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
+def followers_of(pid: int) -> list[int]:
+    """The ``projections.follower`` processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
             continue
-        for child in map(int, children):
-            try:
-                found[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-            except OSError:
-                continue
+        with contextlib.suppress(OSError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == pid and b"projections.follower" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
     return found
 
 

@@ -466,22 +466,28 @@ def total_kib(peak: dict[str, Any]) -> int:
     return int(peak.get("total_kib", peak["self_kib"]))
 
 
+def _busy(r: Any) -> float:
+    """CPU seconds of a run's batch phase: server, follower and client."""
+    return float(r.cpu_batch["server"] + r.cpu_batch["follower"] + r.cpu_batch["client"])
+
+
 def _ingest_cpu(runs: list[Any]) -> list[str]:
     """Where the CPU went during each run's batch phase (results without it: nothing)."""
     if not runs or not all(r.cpu_batch for r in runs):
         return []
     out = [
         "CPU seconds during the batch phase, from the first request to the last response (Linux "
-        "`/proc`: the server process, its projection follower, and the client inside its requests), "
-        "against the CPU seconds the machine's two cores offer in that time:",
+        "`/proc`: the server process with all its threads, its projection follower, and the client "
+        "inside its requests), against that phase's wall time, the client's encoding of each body "
+        "between requests included (the follower's catching up after the last response is not counted):",
         "",
-        "| run | HTTP batch | server | follower | client | total | cores busy (of 2) |",
+        "| run | batch phase | server | follower | client | total | cores busy (of 2) |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for number, r in enumerate(runs, 1):
-        total = sum(r.cpu_batch.values())
-        out.append(f"| {number} | {r.http_batch:.1f} s | {r.cpu_batch['server']:.1f} s | {r.cpu_batch['follower']:.1f} s "
-                   f"| {r.cpu_batch['client']:.1f} s | {total:.1f} s | {total / r.http_batch:.2f} |")  # fmt: skip
+        c = r.cpu_batch
+        out.append(f"| {number} | {c['span']:.1f} s | {c['server']:.1f} s | {c['follower']:.1f} s "
+                   f"| {c['client']:.1f} s | {_busy(r):.1f} s | {_busy(r) / c['span']:.2f} |")  # fmt: skip
     return out + [""]
 
 
@@ -500,27 +506,26 @@ def _ceilings(results: dict[str, Any]) -> list[str]:
     if all(r.cpu_batch for r in runs):
         # What the batch phase would have used with one stored event per statement, the rest as
         # measured: the saves scale with the events (the paragraph below), nothing else changes.
-        one_event = [sum(r.cpu_batch.values()) - (events - 1) * r.saves_batch for r in runs]
+        one_event = [_busy(r) - (events - 1) * r.saves_batch for r in runs]
         budget = _med([2 * (r.saves_batch + r.verify_batch) / 1.2 for r in runs])
         best = _med([(r.saves_batch + r.verify_batch) / (cpu / 2) for r, cpu in zip(runs, one_event, strict=True)])
         budget = [
             f"**The CPU budget.** To reach 1.2 the batch phase must end within the baseline's time / 1.2, "
             f"in which two cores offer **{budget:.1f} CPU seconds** (median). It used "
-            f"{_med([sum(r.cpu_batch.values()) for r in runs]):.1f} (median), of which the projection follower "
+            f"{_med([_busy(r) for r in runs]):.1f} (median), of which the projection follower "
             f"alone {_med([r.cpu_batch['follower'] for r in runs]):.1f} and the client "
             f"{_med([r.cpu_batch['client'] for r in runs]):.1f}. With one stored event per statement instead of "
             f"{events:.2f} (that is, {events - 1:.2f} × the baseline's saves less, everything else as measured) "
-            f"it would still need {_med(one_event):.1f} CPU seconds: on two cores, fully busy, a ratio of at most "
+            f"it would still need about {_med(one_event):.1f} CPU seconds: on two cores, fully busy, a ratio of about "
             f"**{best:.2f}**" + (", short of the goal: storing one event per statement would not be enough "
                                  "by itself." if best < 1.2 else "."),
             "",
-            f"Nor are the two cores what sets the pace: the server process used "
-            f"{_med([r.cpu_batch['server'] / r.http_batch for r in runs]):.2f} CPU seconds per second of the "
-            f"batch phase (median; its signature-checking threads included), with "
-            f"{_med([sum(r.cpu_batch.values()) / r.http_batch for r in runs]):.2f} of the 2 cores busy in all. "
-            "Its one Python thread parses, decides, saves, integrates and answers each batch in turn "
-            "(the GIL lets only libsodium's checks run beside it), so that thread's work per statement, "
-            "not the machine, bounds batch ingest.",
+            f"Nor were the two cores used up: {_med([_busy(r) / r.cpu_batch['span'] for r in runs]):.2f} of them "
+            f"were busy (median), the server process using {_med([r.cpu_batch['server'] / r.cpu_batch['span'] for r in runs]):.2f} "
+            "CPU seconds per second, its signature-checking threads included. One request thread parses, "
+            "decides, saves, integrates and answers each batch in turn (the GIL lets only libsodium's checks "
+            "run beside it), so the figures point at that thread's work per statement, rather than the "
+            "machine, as what bounds batch ingest.",
             "",
         ]
     return [
@@ -559,10 +564,10 @@ def _audit_ceiling(results: dict[str, Any]) -> list[str]:
             f"`saksi verify` used **{_med(cpu):.1f} CPU seconds** (median; its process and its parse workers "
             f"together: {', '.join(f'{c:.1f} s in {w:.1f} s' for c, w in zip(cpu, walls, strict=True))}, "
             f"{_med([c / w for c, w in zip(cpu, walls, strict=True)]):.2f} cores busy of 2). Parsing and "
-            f"libsodium account for {parse + verify:.1f} of them; the rest, "
-            f"{_med(cpu) - parse - verify:.1f} s, is the registry's replay (check 2, in index order, in the "
-            "auditing process), the Merkle and checkpoint checks, passing entries and signatures between "
-            "the processes, and start-up. To reach 1.6 an audit must use at most "
+            f"libsodium, timed alone on one core as above, take {round(parse, 1) + round(verify, 1):.1f} s; the "
+            f"other {_med(cpu) - round(parse, 1) - round(verify, 1):.1f} s include the registry's replay (check 2, "
+            "in index order, in the auditing process), the Merkle and checkpoint checks, passing entries and "
+            "signatures between the processes, and start-up. To reach 1.6 an audit must use at most "
             f"**{_med([2 * f['raw'] / 1.6 for f in floors]):.1f} CPU seconds** (both cores busy throughout), "
             f"against {_med(cpu):.1f} used.",
             "",

@@ -23,21 +23,9 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from api.settings import Settings
+from bench.measure import followers_of
 from tests.test_cli import DEMO_SIZE, _free_port, home, signed_dispatch  # noqa: F401
 from tests.test_races import consignment_id, dispatch, small_home
-
-
-def followers_of(pid: int) -> list[int]:
-    """The ``projections.follower`` processes whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if parent == pid and b"projections.follower" in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-    return found
 
 
 def state_of(pid: int) -> str | None:
