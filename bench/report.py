@@ -505,13 +505,13 @@ def _ceilings(results: dict[str, Any]) -> list[str]:
     budget: list[str] = []
     if all(r.cpu_batch for r in runs):
         # What the batch phase would have used with one stored event per statement, the rest as
-        # measured: the saves scale with the events (the paragraph below), nothing else changes.
+        # measured: the saves scale with the events (the paragraph above), nothing else changes.
         one_event = [_busy(r) - (events - 1) * r.saves_batch for r in runs]
-        budget = _med([2 * (r.saves_batch + r.verify_batch) / 1.2 for r in runs])
+        allowed = _med([2 * (r.saves_batch + r.verify_batch) / 1.2 for r in runs])
         best = _med([(r.saves_batch + r.verify_batch) / (cpu / 2) for r, cpu in zip(runs, one_event, strict=True)])
         budget = [
             f"**The CPU budget.** To reach 1.2 the batch phase must end within the baseline's time / 1.2, "
-            f"in which two cores offer **{budget:.1f} CPU seconds** (median). It used "
+            f"in which two cores offer **{allowed:.1f} CPU seconds** (median). It used "
             f"{_med([_busy(r) for r in runs]):.1f} (median), of which the projection follower "
             f"alone {_med([r.cpu_batch['follower'] for r in runs]):.1f} and the client "
             f"{_med([r.cpu_batch['client'] for r in runs]):.1f}. With one stored event per statement instead of "
