@@ -261,9 +261,9 @@ class IngestRun:
     database_bytes: int
     home: Path
     # CPU seconds from the first batch request to the last response: the server process,
-    # its projection follower, and the client inside its requests; "span": that phase's wall
-    # seconds (the client's encoding of each body between requests included)
+    # its projection follower, and the client inside its requests
     cpu_batch: dict[str, float] = field(default_factory=dict)
+    batch_span: float = 0.0  # that phase's wall seconds (the client's encoding of each body included)
 
 
 def run(corpus: Corpus, folder: Path, *, number: int, single: int, batch: int,
@@ -290,7 +290,7 @@ def run(corpus: Corpus, folder: Path, *, number: int, single: int, batch: int,
         if ended.follower_pid != started.follower_pid:
             raise RuntimeError("the projection follower restarted during the batch phase")
         cpu_batch = {"server": ended.server - started.server, "follower": ended.follower - started.follower,
-                     "client": requests.cpu, "span": span}  # fmt: skip
+                     "client": requests.cpu}  # fmt: skip
         copy_home(home, copy)
         if keep_copy:
             copy_home(home, folder / "before-singles")
@@ -302,7 +302,7 @@ def run(corpus: Corpus, folder: Path, *, number: int, single: int, batch: int,
     for leftover in folder.glob("raw.sqlite*"):
         leftover.unlink()
     return IngestRun(cut, single, http_batch, http_single, bare_single, floor_single, direct_single, *base,
-                     database_bytes=database_bytes(home), home=home, cpu_batch=cpu_batch)  # fmt: skip
+                     database_bytes=database_bytes(home), home=home, cpu_batch=cpu_batch, batch_span=span)  # fmt: skip
 
 
 def submit_in_process(home: Path, corpus: Corpus, start: int, end: int, *, batch: int | None) -> None:
@@ -362,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run {number}: batch {done.batch_items / done.http_batch:,.0f}/s, ratio {batch.ratios[-1]:.2f}; "
               f"single POST ratio {one.ratios[-1]:.2f} (durable floor {floor.ratios[-1]:.2f}); "
               f"Ledger.submit ratio {direct.ratios[-1]:.2f}; batch-phase CPU "
-              + ", ".join(f"{name} {done.cpu_batch[name]:.1f} s" for name in ("server", "follower", "client"))
-              + f" in {done.cpu_batch['span']:.1f} s; raw saves {done.saves_batch:.1f} s + verify {done.verify_batch:.1f} s",
+              + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in done.cpu_batch.items())
+              + f" in {done.batch_span:.1f} s; raw saves {done.saves_batch:.1f} s + verify {done.verify_batch:.1f} s",
               flush=True)  # fmt: skip
     for series in (batch, one, floor, direct):
         low, median, high = series.summary()

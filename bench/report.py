@@ -468,7 +468,7 @@ def total_kib(peak: dict[str, Any]) -> int:
 
 def _busy(r: Any) -> float:
     """CPU seconds of a run's batch phase: server, follower and client."""
-    return float(r.cpu_batch["server"] + r.cpu_batch["follower"] + r.cpu_batch["client"])
+    return float(sum(r.cpu_batch.values()))
 
 
 def _ingest_cpu(runs: list[Any]) -> list[str]:
@@ -486,8 +486,8 @@ def _ingest_cpu(runs: list[Any]) -> list[str]:
     ]
     for number, r in enumerate(runs, 1):
         c = r.cpu_batch
-        out.append(f"| {number} | {c['span']:.1f} s | {c['server']:.1f} s | {c['follower']:.1f} s "
-                   f"| {c['client']:.1f} s | {_busy(r):.1f} s | {_busy(r) / c['span']:.2f} |")  # fmt: skip
+        out.append(f"| {number} | {r.batch_span:.1f} s | {c['server']:.1f} s | {c['follower']:.1f} s "
+                   f"| {c['client']:.1f} s | {_busy(r):.1f} s | {_busy(r) / r.batch_span:.2f} |")  # fmt: skip
     return out + [""]
 
 
@@ -520,8 +520,8 @@ def _ceilings(results: dict[str, Any]) -> list[str]:
             f"**{best:.2f}**" + (", short of the goal: storing one event per statement would not be enough "
                                  "by itself." if best < 1.2 else "."),
             "",
-            f"Nor were the two cores used up: {_med([_busy(r) / r.cpu_batch['span'] for r in runs]):.2f} of them "
-            f"were busy (median), the server process using {_med([r.cpu_batch['server'] / r.cpu_batch['span'] for r in runs]):.2f} "
+            f"Nor were the two cores used up: {_med([_busy(r) / r.batch_span for r in runs]):.2f} of them "
+            f"were busy (median), the server process using {_med([r.cpu_batch['server'] / r.batch_span for r in runs]):.2f} "
             "CPU seconds per second, its signature-checking threads included. One request thread parses, "
             "decides, saves, integrates and answers each batch in turn (the GIL lets only libsodium's checks "
             "run beside it), so the figures point at that thread's work per statement, rather than the "
