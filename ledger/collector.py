@@ -43,6 +43,19 @@ _alive_at_full = 0  # tracked objects right after the last full collection
 _frozen_since_count = 0  # objects frozen since the frozen ones were last counted
 
 
+def count_tracked(generation: int | None = None) -> int:
+    """How many objects the collector tracks (in ``generation``; all when None), counted
+    without a list of them that Python code can see. ``len(gc.get_objects())`` holds a
+    reference to every tracked object, and between the two calls this thread may hand the
+    GIL to another: if that one is building a tuple from an iterator, its resize (which
+    needs the only reference) fails with ``SystemError: Objects/tupleobject.c: bad
+    argument to internal function``. A server under load answered 500 for it, from
+    FastAPI's route set-up (tests/test_collector.py repeats the race). Here the list is
+    made, measured and dropped within C calls (``map``, ``len``, ``sum``), during which
+    no other thread runs."""
+    return sum(map(len, map(gc.get_objects, (generation,))))
+
+
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """The cycle collector off inside the block; as it was before once no block runs."""
@@ -70,7 +83,7 @@ def settle() -> None:
         gc.collect(1)
         # What survived since the last freeze is all in the old generation now (the rest
         # is frozen already): counting it costs this step's objects, not the process's.
-        _frozen_since_count += len(gc.get_objects(generation=2))
+        _frozen_since_count += count_tracked(generation=2)
         gc.freeze()
         if _frozen_since_count > max(_alive_at_full, FULL_AFTER):
             _frozen_since_count = 0
@@ -78,5 +91,5 @@ def settle() -> None:
             if gc.get_freeze_count() > max(2 * _alive_at_full, FULL_AFTER):
                 gc.unfreeze()
                 gc.collect()
-                _alive_at_full = len(gc.get_objects())
+                _alive_at_full = count_tracked()
                 gc.freeze()

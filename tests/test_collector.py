@@ -4,7 +4,9 @@ whatever the threads' blocks overlap."""
 from __future__ import annotations
 
 import gc
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 
@@ -142,3 +144,46 @@ def test_frozen_garbage_is_kept_while_the_cache_turns_over_and_collected_when_it
     collector.settle()
     assert gone() is None
     assert not tracked(grown[0])  # and what is alive is frozen again
+
+
+def test_counting_never_breaks_a_tuple_another_thread_is_building(
+    fresh_freezer: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``settle`` counts tracked objects while request threads run. Counted as
+    ``len(gc.get_objects())``, the list's reference to a tuple another thread is still
+    growing from an iterator made that thread fail (SystemError from tupleobject.c,
+    a 500 from FastAPI's route set-up): within a second or two here."""
+    from ledger import collector
+
+    monkeypatch.setattr(collector, "FULL_AFTER", 1000)
+    stop, failures = threading.Event(), []
+
+    def build() -> None:
+        while not stop.is_set():
+            try:
+                for _ in range(1000):
+                    tuple(str(x) for x in range(50))  # grown and resized as the iterator yields
+            except SystemError as error:
+                failures.append(error)
+                return
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # the threads take turns often: the race, soon
+    thread = threading.Thread(target=build)
+    thread.start()
+    deadline, rounds = time.monotonic() + 5, 0
+    try:
+        while time.monotonic() < deadline and not failures:
+            # A full collection at every settle: both counts, the young survivors' and everything's.
+            monkeypatch.setattr(collector, "_alive_at_full", 0)
+            with collector_paused():
+                kept = [[i] for i in range(2000)]  # survivors for settle to count and freeze
+                collector.settle()
+                del kept
+            rounds += 1
+    finally:
+        stop.set()
+        thread.join(10)
+        sys.setswitchinterval(switching)
+    assert not failures, failures[0]
+    assert rounds >= 20  # each a full collection, sharing the GIL with the builder
