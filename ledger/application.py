@@ -16,7 +16,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from copy import deepcopy
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -62,7 +62,7 @@ from ledger.statements import (
     format_time,
     is_registry,
 )
-from ledger.storage import Backend, LogStore, schema_lock, select_events_of
+from ledger.storage import Backend, LogStore, PinningDatastore, schema_lock, select_events_of
 from ledger.witness import check_cosignature
 
 SUBMIT_ATTEMPTS = 5
@@ -646,8 +646,13 @@ class Ledger(Application):
     def _writer(self) -> Iterator[None]:
         """One writer at a time, across threads and processes: submits are checked
         against the registry and clock exactly as the log will order them."""
-        with self._lock, self._process_lock():
+        with self._lock, self._process_lock(), self._pinned():
             yield
+
+    def _pinned(self) -> AbstractContextManager[None]:
+        """On SQLite, the writer's transactions share one connection (``PinningDatastore``)."""
+        datastore = getattr(self.recorder, "datastore", None)
+        return datastore.pinned() if isinstance(datastore, PinningDatastore) else nullcontext()
 
     @contextmanager
     def _process_lock(self) -> Iterator[None]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +23,14 @@ from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 from eventsourcing import sqlite as es_sqlite
-from eventsourcing.persistence import InterfaceError, StoredEvent
+from eventsourcing.persistence import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.sqlite import SQLiteDatastore
 
 _memory_counter = itertools.count()
@@ -90,13 +98,78 @@ def with_statement_cache(datastore: SQLiteDatastore) -> SQLiteDatastore:
     return datastore
 
 
+def es_sqlite_error(error: sqlite3.Error) -> Exception:
+    """The eventsourcing exception its SQLite transactions raise for ``error``."""
+    for raw, ours in ((sqlite3.IntegrityError, IntegrityError), (sqlite3.OperationalError, OperationalError),
+                      (sqlite3.DataError, DataError), (sqlite3.InternalError, InternalError),
+                      (sqlite3.InterfaceError, InterfaceError)):  # fmt: skip
+        if isinstance(error, raw):
+            return ours(error)
+    return error
+
+
+class PinningDatastore(SQLiteDatastore):
+    """eventsourcing's SQLite datastore, its connections keeping their prepared statements
+    (``SQLiteConnectionPool``), and able to lend a thread one connection for a while
+    (``pinned``)."""
+
+    def __init__(self, db_name: str, **options: Any) -> None:
+        super().__init__(db_name, **options)
+        with_statement_cache(self)
+        self._pinned = threading.local()
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Within this, every transaction of the calling thread runs on one connection,
+        taken from the pool once, instead of each taking its own from the pool. For the
+        writer: a single ``Ledger.submit`` runs some 27 transactions under the writer lock,
+        and the pool's checkout and return, with a ``BEGIN`` and ``ROLLBACK`` around each
+        read, cost about as much as the queries themselves. Each write is still its own
+        transaction (``BEGIN`` … ``COMMIT``) and each read statement its own read, so the
+        thread's reads see its commits; other threads and processes are unaffected."""
+        if getattr(self._pinned, "connection", None) is not None:
+            yield  # already pinned, further up this thread's stack
+            return
+        connection = self.pool.get_connection()
+        self._pinned.connection = connection
+        try:
+            yield
+        finally:
+            self._pinned.connection = None
+            self.pool.put_connection(connection)
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[es_sqlite.SQLiteCursor]:
+        connection = getattr(self._pinned, "connection", None)
+        if connection is None:
+            with super().transaction(commit=commit) as cursor:
+                yield cursor
+        elif not commit:
+            # No BEGIN and ROLLBACK around a read: on this autocommit connection each
+            # statement is a read transaction of its own, and every read transaction Saksi
+            # and eventsourcing make is one statement.
+            cursor = connection.cursor()  # the wrapper eventsourcing's transactions yield
+            try:
+                with cursor:
+                    yield cursor
+            except sqlite3.Error as error:  # as eventsourcing's transactions raise them
+                raise es_sqlite_error(error) from error
+        else:
+            with connection.transaction(commit=commit) as cursor:
+                yield cursor
+
+
 class SQLiteFactory(es_sqlite.SQLiteFactory):
-    """eventsourcing's SQLite persistence (``PERSISTENCE_MODULE``), its connections
-    keeping their prepared statements (``SQLiteConnectionPool``)."""
+    """eventsourcing's SQLite persistence (``PERSISTENCE_MODULE``) on a ``PinningDatastore``."""
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
-        with_statement_cache(self.datastore)
+        stock = self.datastore  # its pool has opened no connection yet
+        self.datastore = PinningDatastore(
+            stock.pool.db_name, lock_timeout=stock.pool.lock_timeout,
+            single_row_tracking=stock.single_row_tracking, originator_id_type=stock.originator_id_type,
+        )  # fmt: skip
+        stock.close()
 
 
 @dataclass(frozen=True)

@@ -9,23 +9,33 @@ the log's upper Merkle nodes kept in memory once read.
   memory equal those from a fresh store, and only lower nodes are queried again.
   ``read_nodes`` (roots that are signed, rollback checks, audits) always reads the
   database: a node changed under a running process is seen there.
+- The writer, under its lock, runs every transaction on one pinned connection
+  (``PinningDatastore.pinned``); other threads take theirs from the pool.
 """
 
 from __future__ import annotations
 
 import random
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from eventsourcing.persistence import OperationalError
 from eventsourcing.sqlite import SQLiteDatastore
 
 from ledger import merkle
 from ledger.application import Ledger
 from ledger.scenario import kota_metro
-from ledger.storage import STATEMENT_CACHE, UPPER_LEVEL, LogStore, with_statement_cache
+from ledger.storage import (
+    STATEMENT_CACHE,
+    UPPER_LEVEL,
+    LogStore,
+    PinningDatastore,
+    with_statement_cache,
+)
 
 
 def test_a_ledgers_sqlite_connections_keep_their_statements_and_do_not_map_the_file(
@@ -128,3 +138,70 @@ def test_what_is_signed_or_checked_reads_the_database_not_the_upper_nodes_in_mem
         cursor.execute(f"UPDATE {store.t['tracking']} SET size = ?", (size // 3,))
     assert store.tracking()[1] == size // 3 and not store._upper
     store.datastore.close()
+
+
+def test_a_pinned_thread_runs_every_transaction_on_one_connection_and_others_do_not(tmp_path: Path) -> None:
+    datastore = PinningDatastore(str(tmp_path / "pinned.sqlite"))
+    with datastore.transaction(commit=True) as cursor:
+        cursor.execute("CREATE TABLE t (n INTEGER)")
+
+    def connection_of(commit: bool) -> sqlite3.Connection:
+        with datastore.transaction(commit=commit) as cursor:
+            return cursor.sqlite_cursor.connection
+
+    others: list[sqlite3.Connection] = []
+    with datastore.pinned():
+        pinned = connection_of(False)
+        assert connection_of(True) is pinned and connection_of(False) is pinned
+        with datastore.pinned():  # nested: the same one, still lent afterwards
+            assert connection_of(False) is pinned
+        assert connection_of(False) is pinned
+        with datastore.transaction(commit=True) as cursor:
+            cursor.execute("INSERT INTO t VALUES (1)")
+        with datastore.transaction(commit=False) as cursor:  # a read sees the thread's commit
+            cursor.execute("SELECT COUNT(*) FROM t")
+            assert cursor.fetchone()[0] == 1
+        assert not pinned.in_transaction  # reads leave no transaction open behind them
+        thread = threading.Thread(target=lambda: others.append(connection_of(False)))
+        thread.start()
+        thread.join(10)
+        assert others and others[0] is not pinned  # another thread takes its own from the pool
+        with pytest.raises(OperationalError), datastore.transaction(commit=False) as cursor:
+            cursor.execute("SELECT * FROM no_such_table")  # as eventsourcing's transactions raise it
+        with pytest.raises(OperationalError), datastore.transaction(commit=True) as cursor:
+            cursor.execute("INSERT INTO no_such_table VALUES (1)")
+        assert not pinned.in_transaction
+    assert connection_of(False) is not None  # unpinned: the pool's again
+    with datastore.transaction(commit=False) as cursor:
+        cursor.execute("SELECT COUNT(*) FROM t")
+        assert cursor.fetchone()[0] == 1
+    datastore.close()
+
+
+def test_a_ledger_on_sqlite_pins_its_writers_connection_while_it_submits(tmp_path: Path) -> None:
+    scenario = kota_metro()
+    ledger = Ledger(database_url=f"sqlite:///{tmp_path / 'x.sqlite'}", origin="saksi.test/log",
+                    genesis=scenario.genesis, log_key=Ed25519PrivateKey.generate())  # fmt: skip
+    try:
+        datastore = ledger.recorder.datastore
+        assert isinstance(datastore, PinningDatastore)
+        used: set[int] = set()
+        transaction = datastore.transaction
+
+        def watching(*, commit: bool) -> Any:
+            connection = getattr(datastore._pinned, "connection", None)
+            used.add(id(connection))
+            return transaction(commit=commit)
+
+        datastore.transaction = watching  # type: ignore[method-assign]
+        items = list(scenario.schedule())[:5]
+        ledger.submit(items[0].envelope)
+        writer = used - {id(None)}
+        assert len(writer) == 1  # under the writer lock, one connection throughout
+        used.clear()
+        for item in items[1:]:
+            ledger.submit(item.envelope)
+        assert used - {id(None)} == writer  # and the same one for every later submit
+        assert ledger.tlog.size == 5
+    finally:
+        ledger.close()
