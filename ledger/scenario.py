@@ -234,7 +234,7 @@ class RegencyScenario:
         return self.out
 
     def _promises(self, pairs: list[str]) -> None:
-        p, code, rng = self.p, self.code, self.rng
+        p, code = self.p, self.code
         day = datetime(2024, 9, 24, 2, tzinfo=UTC)  # deklarasi kampanye damai
         declarations = {}
         for pair in pairs:
