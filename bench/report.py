@@ -560,12 +560,13 @@ def _audit_ceiling(results: dict[str, Any]) -> list[str]:
     used: list[str] = []
     if cpu:
         walls = results["series"]["audit"].ours
+        alone = round(parse, 1) + round(verify, 1)  # as the paragraph above shows each
         used = [
             f"`saksi verify` used **{_med(cpu):.1f} CPU seconds** (median; its process and its parse workers "
             f"together: {', '.join(f'{c:.1f} s in {w:.1f} s' for c, w in zip(cpu, walls, strict=True))}, "
             f"{_med([c / w for c, w in zip(cpu, walls, strict=True)]):.2f} cores busy of 2). Parsing and "
-            f"libsodium, timed alone on one core as above, take {round(parse, 1) + round(verify, 1):.1f} s; the "
-            f"other {_med(cpu) - round(parse, 1) - round(verify, 1):.1f} s include the registry's replay (check 2, "
+            f"libsodium, timed alone on one core as above, take {alone:.1f} s; the "
+            f"other {_med(cpu) - alone:.1f} s include the registry's replay (check 2, "
             "in index order, in the auditing process), the Merkle and checkpoint checks, passing entries and "
             "signatures between the processes, and start-up. To reach 1.6 an audit must use at most "
             f"**{_med([2 * f['raw'] / 1.6 for f in floors]):.1f} CPU seconds** (both cores busy throughout), "
